@@ -1,0 +1,38 @@
+# One command runs the system (`make up`), one runs the tests (`make test`).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: venv up down status test lint bench clean
+
+$(BIN)/tradingsystem: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/tradingsystem
+
+venv: $(BIN)/tradingsystem
+
+up: venv
+	$(BIN)/tradingsystem up
+
+down: venv
+	$(BIN)/tradingsystem down
+
+status: venv
+	$(BIN)/tradingsystem status
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

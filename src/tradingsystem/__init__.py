@@ -1,0 +1,1 @@
+"""Telegram trading signals: gateway, TP Capital API and Workspace API on PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Telegram Gateway: Telegram sources, durable journal and publisher to the TP Capital API."""

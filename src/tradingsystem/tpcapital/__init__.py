@@ -1,0 +1,1 @@
+"""TP Capital API: authenticated ingest, exactly-once storage, signal parsing and queries."""

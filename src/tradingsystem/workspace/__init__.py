@@ -1,0 +1,1 @@
+"""Workspace API: a CRUD backlog of ideas, tasks and bugs."""
