@@ -1,0 +1,309 @@
+"""Failure queue: JSON Lines of messages the API did not take, appended whole and fsync'd, replayed on demand."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from tradingsystem.gateway.types import IngestPayload
+
+log = structlog.get_logger(__name__)
+
+QUEUE_FIELDS = ("failedAt", "attempts", "lastError")
+# lastError of a message the API refused as invalid: re-sending it unchanged cannot succeed, so the
+# automatic re-drive leaves it for an operator (`gateway queue replay` still tries every line).
+REJECTED_PREFIX = "rejected by API: "
+
+
+class QueueFullError(Exception):
+    """Appending would take the queue past FAILURE_QUEUE_MAX_BYTES; the message must stay in the journal."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    lines: int
+    bytes: int
+    oldest_failed_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLine:
+    offset: int
+    raw: bytes
+    record: dict[str, Any] | None  # None when the line is not valid JSON (kept untouched, never dropped)
+
+    @property
+    def payload(self) -> IngestPayload:
+        assert self.record is not None
+        return {k: v for k, v in self.record.items() if k not in QUEUE_FIELDS}
+
+    @property
+    def permanent(self) -> bool:
+        return self.record is not None and str(self.record.get("lastError", "")).startswith(REJECTED_PREFIX)
+
+
+@dataclass(slots=True)
+class ReplayOutcome:
+    """What one send of a queued payload achieved; `unreachable` stops the replay (the API is down)."""
+
+    delivered: bool
+    error: str | None = None
+    unreachable: bool = False
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    delivered: int = 0
+    failed: int = 0
+    remaining: int = 0
+    unreachable: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FailureQueue:
+    """The queue file plus two lock files: `<file>.lock` guards appends/rewrites, `<file>.replay.lock`
+    lets only one process (the service or the CLI) replay at a time."""
+
+    def __init__(self, path: Path, max_bytes: int, warn_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.warn_bytes = warn_bytes
+        self._lock_path = path.with_name(path.name + ".lock")
+        self._replay_lock_path = path.with_name(path.name + ".replay.lock")
+        self._thread_lock = threading.Lock()
+        self._count_cache: tuple[tuple[int, int, int], int, str | None] | None = None
+        self._warned = False
+
+    # -- locking ---------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _file_lock(self, lock_path: Path, blocking: bool = True) -> Iterator[bool]:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _append_lock(self) -> Iterator[None]:
+        with self._thread_lock, self._file_lock(self._lock_path):
+            yield
+
+    # -- status ----------------------------------------------------------------------------------------
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def status(self) -> QueueStatus:
+        """Lines, bytes and the oldest `failedAt`; the line count is cached per (inode, size, mtime)."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return QueueStatus(0, 0, None)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._count_cache is not None and self._count_cache[0] == key:
+            return QueueStatus(self._count_cache[1], st.st_size, self._count_cache[2])
+        lines = 0
+        oldest: str | None = None
+        for line in self.read_lines():
+            lines += 1
+            if line.record is not None:
+                failed_at = line.record.get("failedAt")
+                if isinstance(failed_at, str) and (oldest is None or failed_at < oldest):
+                    oldest = failed_at
+        self._count_cache = (key, lines, oldest)
+        return QueueStatus(lines, st.st_size, oldest)
+
+    @property
+    def over_warning(self) -> bool:
+        return self.size() > self.warn_bytes
+
+    def read_lines(self, limit_bytes: int | None = None, start: int = 0) -> Iterator[QueueLine]:
+        """Every complete line from byte `start` (up to `limit_bytes` of the file), with its byte offset."""
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            fh.seek(start)
+            offset = start
+            for raw in fh:
+                if limit_bytes is not None and offset >= limit_bytes:
+                    break
+                if not raw.endswith(b"\n"):
+                    break  # a line still being written by another process
+                try:
+                    record = json.loads(raw)
+                    if not isinstance(record, dict):
+                        record = None
+                except ValueError:
+                    record = None
+                yield QueueLine(offset, raw, record)
+                offset += len(raw)
+
+    # -- append ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def encode(payload: IngestPayload, attempts: int, last_error: str, failed_at: str | None = None) -> bytes:
+        record = {k: v for k, v in payload.items() if k not in QUEUE_FIELDS}
+        record.update({"failedAt": failed_at or utc_now_iso(), "attempts": attempts, "lastError": last_error})
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+    def append(self, payload: IngestPayload, attempts: int, last_error: str) -> int:
+        """Append one whole line, fsync'd; returns the new size. Raises QueueFullError at the cap."""
+        line = self.encode(payload, attempts, last_error)
+        with self._append_lock():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                before = os.fstat(fd).st_size
+                if before + len(line) > self.max_bytes:
+                    raise QueueFullError(
+                        f"failure queue at {before} bytes, cap {self.max_bytes}: message stays in the journal"
+                    )
+                try:
+                    written = os.write(fd, line)
+                    if written != len(line):
+                        raise OSError(f"short write to failure queue ({written} of {len(line)} bytes)")
+                    os.fsync(fd)
+                except OSError:
+                    # never leave half a line behind: a reader must only ever see whole lines
+                    os.ftruncate(fd, before)
+                    raise
+                size = before + len(line)
+            finally:
+                os.close(fd)
+        self._check_warning(size)
+        return size
+
+    def _check_warning(self, size: int) -> None:
+        if size > self.warn_bytes and not self._warned:
+            self._warned = True
+            log.warning("Failure queue over warning size", path=str(self.path), bytes=size,
+                        warn_bytes=self.warn_bytes, max_bytes=self.max_bytes)
+        elif size <= self.warn_bytes:
+            self._warned = False
+
+    # -- replay ----------------------------------------------------------------------------------------
+
+    def _rewrite(self, snapshot_end: int, delivered: set[int], updated: dict[int, bytes]) -> None:
+        """Atomically replace the file, dropping delivered lines of the snapshot and keeping later appends."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with self._append_lock():
+            with self.path.open("rb") as src, tmp.open("wb") as dst:
+                offset = 0
+                for raw in src:
+                    if offset < snapshot_end and offset in delivered:
+                        pass
+                    elif offset < snapshot_end and offset in updated:
+                        dst.write(updated[offset])
+                    else:
+                        dst.write(raw)
+                    offset += len(raw)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        self._check_warning(self.size())
+
+    async def replay(
+        self,
+        send: Callable[[IngestPayload], Awaitable[ReplayOutcome]],
+        *,
+        include_permanent: bool = True,
+        rewrite_every_s: float = 2.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ReplayReport:
+        """Re-send the queued lines in order and remove only the delivered ones.
+
+        The file is rewritten (atomically) at most every `rewrite_every_s` seconds and at the end, so a
+        crash in the middle re-sends at most those seconds' worth of delivered lines (the API drops
+        duplicates). Lines appended while replaying are left for the next run. Stops at the first
+        `unreachable` outcome; `remaining` in the report is the line count afterwards.
+        """
+        report = ReplayReport()
+        with self._file_lock(self._replay_lock_path, blocking=False) as locked:
+            if not locked:
+                report.remaining = self.status().lines
+                report.unreachable = False
+                report.errors.append("another replay is already running")
+                return report
+            total = self.status().lines
+            tried = 0
+            kept_bytes = 0  # the tried-and-kept lines sit at the front of the file, in their order
+            stop = False
+            while tried < total and not stop:
+                snapshot_end = self.size()
+                delivered: set[int] = set()
+                updated: dict[int, bytes] = {}
+                last_rewrite = time.monotonic()
+                for line in self.read_lines(snapshot_end, start=kept_bytes):
+                    tried += 1
+                    if line.record is None or (line.permanent and not include_permanent):
+                        kept_bytes += len(line.raw)
+                    else:
+                        outcome = await send(line.payload)
+                        if outcome.delivered:
+                            delivered.add(line.offset)
+                            report.delivered += 1
+                        else:
+                            report.failed += 1
+                            error = outcome.error or "unknown error"
+                            if error not in report.errors:
+                                report.errors.append(error)
+                            record = line.record
+                            new = self.encode(line.payload, int(record.get("attempts", 0)) + 1, error,
+                                              str(record.get("failedAt") or utc_now_iso()))
+                            updated[line.offset] = new
+                            kept_bytes += len(new)
+                        if outcome.unreachable:
+                            report.unreachable = True
+                            stop = True
+                    if progress:
+                        progress(tried, total)
+                    if stop or tried >= total or time.monotonic() - last_rewrite >= rewrite_every_s:
+                        break
+                else:
+                    stop = True  # the file ran out of lines (somebody else emptied it)
+                if delivered or updated:
+                    self._rewrite(snapshot_end, delivered, updated)
+        report.remaining = self.status().lines
+        if report.delivered:
+            log.info("Failure queue replayed", delivered=report.delivered, remaining=report.remaining)
+        return report

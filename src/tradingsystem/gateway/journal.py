@@ -1,0 +1,296 @@
+"""Durable local journal: every received message is committed to disk here before its source is acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import structlog
+
+from tradingsystem.gateway.types import IngestPayload
+
+log = structlog.get_logger(__name__)
+
+# Why SQLite (WAL, synchronous=FULL) and not append-only segment files: an entry changes state after it
+# is written (pending -> delivered / queued / held), and SQLite gives atomic in-place state changes, an
+# index per channel for ordered reads, crash recovery of half-written transactions, and space reuse after
+# pruning, all of which segment files would need a second "ack log" and a compactor to match. With
+# synchronous=FULL a WAL commit is fsync'd before COMMIT returns, so `append` returning means durable.
+
+EntryState = Literal["pending", "delivered", "queued", "held"]
+
+PENDING: Final = "pending"  # waiting for the API to acknowledge it
+DELIVERED: Final = "delivered"  # the API answered 200 (stored or duplicate); pruned later
+QUEUED: Final = "queued"  # copied to the failure queue (fsync'd there first); pruned later
+HELD: Final = "held"  # retries exhausted but the failure queue was full: kept here until there is room
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel_id  TEXT    NOT NULL,
+    message_id  INTEGER NOT NULL,
+    payload     TEXT    NOT NULL,
+    state       TEXT    NOT NULL DEFAULT 'pending',
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT,
+    received_at REAL    NOT NULL,
+    updated_at  REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_state_channel ON entries (state, channel_id, seq);
+"""
+
+
+class JournalError(Exception):
+    """A message could not be made durable; its source must not be acknowledged."""
+
+
+class JournalFullError(JournalError):
+    """The data directory's filesystem has no space left."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    seq: int
+    channel_id: str
+    message_id: int
+    payload: IngestPayload
+    state: str
+    attempts: int
+    last_error: str | None
+    received_at: float
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+class Journal:
+    """SQLite journal in `<data dir>/journal.db`; thread-safe; async callers use `append` (group commit)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._batch: list[tuple[IngestPayload, asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._last_write_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def open(self) -> Journal:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective on a new file: lets prune give space back
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Journal:
+        return self.open() if self._conn is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise JournalError("journal is not open")
+        return self._conn
+
+    @property
+    def last_write_error(self) -> str | None:
+        """The reason the last append failed, cleared by the next successful one (for /health)."""
+        return self._last_write_error
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    def append_many(self, payloads: Sequence[IngestPayload]) -> list[int]:
+        """Commit the payloads in one fsync'd transaction and return their sequence numbers."""
+        if not payloads:
+            return []
+        now = time.time()
+        rows = [
+            (str(p["channelId"]), int(p["messageId"]), json.dumps(p, ensure_ascii=False, separators=(",", ":")),
+             now, now)
+            for p in payloads
+        ]
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                seqs: list[int] = []
+                for row in rows:
+                    cur = conn.execute(
+                        "INSERT INTO entries (channel_id, message_id, payload, received_at, updated_at)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    seqs.append(int(cur.lastrowid or 0))
+                conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback_quietly()
+                full = _is_disk_full(exc)
+                self._last_write_error = "disk full" if full else str(exc)
+                log.error(
+                    "Journal write failed: disk full" if full else "Journal write failed",
+                    path=str(self.path), error=str(exc), messages=len(rows),
+                )
+                if full:
+                    raise JournalFullError(f"no space left for the journal at {self.path}") from exc
+                raise JournalError(f"journal write failed: {exc}") from exc
+        if self._last_write_error is not None:
+            log.info("Journal writes recovered", path=str(self.path))
+            self._last_write_error = None
+        return seqs
+
+    def append_sync(self, payload: IngestPayload) -> int:
+        return self.append_many([payload])[0]
+
+    async def append(self, payload: IngestPayload) -> int:
+        """Durably journal one message; concurrent callers share one fsync (group commit)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._batch.append((payload, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_batches())
+        return await fut
+
+    async def _flush_batches(self) -> None:
+        while self._batch:
+            batch, self._batch = self._batch, []
+            try:
+                seqs = await asyncio.to_thread(self.append_many, [p for p, _ in batch])
+            except Exception as exc:  # every waiter must learn its message was not journaled
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), seq in zip(batch, seqs, strict=True):
+                if not fut.done():
+                    fut.set_result(seq)
+
+    def _rollback_quietly(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to roll back: SQLite already did it
+
+    def _set_state(self, seqs: Iterable[int], state: str, error: str | None = None,
+                   attempts: int | None = None) -> None:
+        now = time.time()
+        params = [(state, error, attempts, now, seq) for seq in seqs]
+        if not params:
+            return
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "UPDATE entries SET state = ?, last_error = COALESCE(?, last_error),"
+                    " attempts = COALESCE(?, attempts), updated_at = ? WHERE seq = ?",
+                    params,
+                )
+                conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback_quietly()
+                raise JournalError(f"journal update failed: {exc}") from exc
+
+    def mark_delivered(self, seqs: Iterable[int]) -> None:
+        self._set_state(seqs, DELIVERED)
+
+    def mark_queued(self, seq: int, attempts: int, error: str) -> None:
+        self._set_state([seq], QUEUED, error, attempts)
+
+    def mark_held(self, seq: int, attempts: int, error: str) -> None:
+        self._set_state([seq], HELD, error, attempts)
+
+    def record_attempt(self, seq: int, attempts: int, error: str) -> None:
+        self._set_state([seq], PENDING, error, attempts)
+
+    def prune(self) -> int:
+        """Delete delivered and queued entries so the journal does not grow forever; returns how many."""
+        with self._lock:
+            conn = self.conn
+            try:
+                cur = conn.execute("DELETE FROM entries WHERE state IN ('delivered', 'queued')")
+                removed = cur.rowcount
+                if removed:
+                    conn.execute("PRAGMA incremental_vacuum")
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except (sqlite3.Error, OSError) as exc:
+                raise JournalError(f"journal prune failed: {exc}") from exc
+        return int(removed)
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _entry(row: tuple[int, str, int, str, str, int, str | None, float]) -> JournalEntry:
+        seq, channel_id, message_id, payload, state, attempts, last_error, received_at = row
+        return JournalEntry(seq, channel_id, message_id, json.loads(payload), state, attempts, last_error,
+                            received_at)
+
+    _COLUMNS = "seq, channel_id, message_id, payload, state, attempts, last_error, received_at"
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[JournalEntry]:
+        with self._lock:
+            rows = self.conn.execute(sql, params).fetchall()
+        return [self._entry(r) for r in rows]
+
+    def pending_channels(self) -> list[str]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT DISTINCT channel_id FROM entries WHERE state = 'pending'"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def next_pending(self, channel_id: str, after_seq: int = 0, limit: int = 100) -> list[JournalEntry]:
+        """The channel's pending entries in arrival order (the publisher's per-channel queue)."""
+        return self._query(
+            f"SELECT {self._COLUMNS} FROM entries WHERE state = 'pending' AND channel_id = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (channel_id, after_seq, limit),
+        )
+
+    def held(self, limit: int = 100) -> list[JournalEntry]:
+        return self._query(
+            f"SELECT {self._COLUMNS} FROM entries WHERE state = 'held' ORDER BY seq LIMIT ?", (limit,)
+        )
+
+    def entries(self, state: str | None = None) -> list[JournalEntry]:
+        if state is None:
+            return self._query(f"SELECT {self._COLUMNS} FROM entries ORDER BY seq", ())
+        return self._query(f"SELECT {self._COLUMNS} FROM entries WHERE state = ? ORDER BY seq", (state,))
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self.conn.execute("SELECT state, COUNT(*) FROM entries GROUP BY state").fetchall()
+        out = {PENDING: 0, DELIVERED: 0, QUEUED: 0, HELD: 0}
+        out.update({str(s): int(n) for s, n in rows})
+        return out
+
+    def pending_count(self) -> int:
+        """Entries the API has not acknowledged and that are not in the failure queue (pending + held)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT COUNT(*) FROM entries WHERE state IN ('pending', 'held')"
+            ).fetchone()
+        return int(row[0])
