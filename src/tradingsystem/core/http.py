@@ -13,7 +13,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
@@ -23,6 +23,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradingsystem.core.db import DatabaseUnavailable
+from tradingsystem.core.errors import ServiceError
 from tradingsystem.core.settings import HttpSettings
 from tradingsystem.core.validation import format_validation_errors
 
@@ -48,6 +49,21 @@ HTML_CSP = (
 UNLIMITED_PATHS = ("/health", "/metrics")
 
 
+class FastJSON(Response):
+    """JSON rendered by orjson: the services answer many small objects, so serialisation speed matters."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def utc_now_iso() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class ErrorShape:
     """How a service spells its error bodies (the Workspace wraps them in its envelope)."""
 
@@ -60,8 +76,8 @@ class ErrorShape:
         payload.update(extra)
         return payload
 
-    def response(self, status: int, error: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-        return JSONResponse(self.body(error, **extra), status_code=status, headers=headers)
+    def response(self, status: int, error: str, headers: dict[str, str] | None = None, **extra: Any) -> Response:
+        return FastJSON(self.body(error, **extra), status_code=status, headers=headers)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], headers: Iterable[tuple[bytes, bytes]]) -> None:
@@ -208,7 +224,8 @@ def create_app(
 ) -> FastAPI:
     """Build a FastAPI app with the contract's conventions; the service adds its routers to it."""
     errors = ErrorShape(envelope)
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan,
+                  default_response_class=FastJSON)
     app.state.errors = errors
     app.state.service = service
     app.state.started_at = time.monotonic()
@@ -228,6 +245,11 @@ def create_app(
         log.info("Validation failed", path=request.url.path, details=details)
         return errors.response(400, "Validation failed", details=details)
 
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> Response:
+        extra: dict[str, Any] = {"details": exc.details} if exc.details is not None else {}
+        return errors.response(exc.status, exc.message, **extra)
+
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> Response:
         return errors.response(503, "Database unavailable")
@@ -235,11 +257,11 @@ def create_app(
     @app.get("/health", include_in_schema=False)
     async def _health() -> Response:
         status, body = await health()
-        return JSONResponse(body, status_code=status)
+        return FastJSON(body, status_code=status)
 
     @app.get("/health/live", include_in_schema=False)
     async def _live() -> Response:
-        return JSONResponse({"status": "alive", "uptime": round(time.monotonic() - app.state.started_at, 3)})
+        return FastJSON({"status": "alive", "uptime": uptime_s(app)})
 
     @app.get("/metrics", include_in_schema=False)
     async def _metrics() -> Response:

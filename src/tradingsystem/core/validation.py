@@ -32,7 +32,8 @@ def format_validation_errors(errors: Sequence[Any]) -> list[str]:
             expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
             msg = f"{field} must be one of: {expected}"
         elif kind in ("string_too_short",):
-            msg = (f"{field} must not be empty" if ctx.get("min_length") == 1
+            # An empty (or blank) required string is as good as a missing one.
+            msg = (f"{field} is required" if ctx.get("min_length") == 1
                    else f"{field} must be at least {ctx.get('min_length')} characters")
         elif kind == "string_too_long":
             msg = f"{field} must be at most {ctx.get('max_length')} characters"

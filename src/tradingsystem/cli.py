@@ -1,0 +1,82 @@
+"""The `tradingsystem` command: run, check and operate the gateway, the TP Capital API and the Workspace."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="tradingsystem",
+    help="Telegram trading signals into PostgreSQL and out to dashboards.\n\n"
+    "Start everything with `tradingsystem up`; see `tradingsystem COMMAND --help` for each command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database: apply migrations, print the embedded database's URL.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Workspace maintenance: migrate a legacy LowDB file.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(workspace_app, name="workspace")
+
+
+class ServiceName(str, Enum):
+    gateway = "gateway"
+    api = "api"
+    workspace = "workspace"
+
+
+@app.command()
+def serve(
+    service: Annotated[ServiceName, typer.Argument(help="Which service to run in the foreground.")],
+    reload: Annotated[bool, typer.Option("--reload", help="Restart on source changes (development).")] = False,
+) -> None:
+    """Run one service in the foreground (what containers and systemd run). Stops cleanly on SIGTERM."""
+    if service is ServiceName.workspace:
+        from tradingsystem.workspace.app import run as run_workspace
+
+        run_workspace(reload=reload)
+    elif service is ServiceName.api:
+        from tradingsystem.tpcapital.app import run as run_api
+
+        run_api(reload=reload)
+    else:
+        from tradingsystem.gateway.service import run as run_gateway
+
+        run_gateway()
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending schema migrations (tp_capital and workspace) to the configured or embedded database."""
+    from tradingsystem.core.dbcli import migrate_command
+
+    raise typer.Exit(asyncio.run(migrate_command()))
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL the services use: the configured one, else the embedded PostgreSQL's."""
+    from tradingsystem.core.dbcli import url_command
+
+    raise typer.Exit(url_command())
+
+
+@workspace_app.command("migrate-lowdb")
+def migrate_lowdb(
+    path: Annotated[str, typer.Argument(help="The LowDB JSON file to import.")] = "data/library.json",
+) -> None:
+    """Import a legacy LowDB `library.json` into PostgreSQL in one transaction, then rename the file."""
+    from tradingsystem.workspace.lowdb import migrate_lowdb_command
+
+    raise typer.Exit(migrate_lowdb_command(path))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

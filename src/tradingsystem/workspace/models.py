@@ -1,0 +1,66 @@
+"""Request models of the Workspace API: what a valid item or category looks like at the edge."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Priority = Literal["low", "medium", "high", "critical"]
+Status = Literal["new", "review", "in-progress", "completed", "rejected"]
+PRIORITIES: tuple[str, ...] = ("low", "medium", "high", "critical")
+STATUSES: tuple[str, ...] = ("new", "review", "in-progress", "completed", "rejected")
+
+Tag = Annotated[str, Field(min_length=1, max_length=50)]
+Slug = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[a-z0-9-]+$")]
+ItemId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class ItemCreate(BaseModel):
+    """A new backlog item; an optional client-chosen `id` is kept."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    id: ItemId | None = None
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field("", max_length=2000)
+    category: str = Field(min_length=1, max_length=50)
+    priority: Priority
+    status: Status = "new"
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemUpdate(BaseModel):
+    """A partial update; unknown fields are refused so that typos do not silently do nothing."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    title: str | None = Field(None, min_length=1, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    category: str | None = Field(None, min_length=1, max_length=50)
+    priority: Priority | None = None
+    status: Status | None = None
+    tags: list[Tag] | None = Field(None, max_length=20)
+    metadata: dict[str, Any] | None = None
+
+
+class CategoryCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    name: Slug
+    display_name: str = Field(min_length=1, max_length=100)
+    description: str = Field("", max_length=500)
+    color: str = Field("#6B7280", pattern=r"^#[0-9A-Fa-f]{6}$")
+    display_order: int = Field(0, ge=0, le=100000)
+    is_active: bool = True
+
+
+class CategoryUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    display_name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=500)
+    color: str | None = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$")
+    display_order: int | None = Field(None, ge=0, le=100000)
+    is_active: bool | None = None

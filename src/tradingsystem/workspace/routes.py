@@ -1,0 +1,98 @@
+"""Workspace HTTP routes: parse and validate the request, call the service, shape the envelope."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from tradingsystem.core.http import FastJSON
+from tradingsystem.workspace.models import CategoryCreate, CategoryUpdate, ItemCreate, ItemUpdate, Priority, Status
+from tradingsystem.workspace.repository import ItemFilter
+from tradingsystem.workspace.service import WorkspaceService
+
+router = APIRouter()
+
+
+def _svc(request: Request) -> WorkspaceService:
+    service: WorkspaceService = request.app.state.workspace
+    return service
+
+
+def ok(data: Any, status: int = 200, **extra: Any) -> FastJSON:
+    return FastJSON({"success": True, "data": data, **extra}, status_code=status)
+
+
+@router.get("/items", tags=["items"], summary="List items, newest first")
+async def list_items(
+    request: Request,
+    category: Annotated[str | None, Query(max_length=50)] = None,
+    status: Status | None = None,
+    priority: Priority | None = None,
+    tag: Annotated[str | None, Query(max_length=50)] = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> FastJSON:
+    f = ItemFilter(category=category, status=status, priority=priority, tag=tag, search=search)
+    items, total = await _svc(request).list_items(f, limit, offset)
+    return ok(items, count=total)
+
+
+@router.get("/items/stats", tags=["items"], summary="Counts by category, status and priority")
+async def item_stats(request: Request) -> FastJSON:
+    return ok(await _svc(request).stats())
+
+
+@router.get("/items/{item_id}", tags=["items"], summary="One item")
+async def get_item(request: Request, item_id: str) -> FastJSON:
+    return ok(await _svc(request).get_item(item_id))
+
+
+@router.post("/items", tags=["items"], status_code=201, summary="Create an item")
+async def create_item(request: Request, body: ItemCreate) -> FastJSON:
+    return ok(await _svc(request).create_item(body), status=201)
+
+
+@router.put("/items/{item_id}", tags=["items"], summary="Update an item (partial)")
+@router.patch("/items/{item_id}", tags=["items"], summary="Update an item (partial)")
+async def update_item(request: Request, item_id: str, body: ItemUpdate) -> FastJSON:
+    return ok(await _svc(request).update_item(item_id, body))
+
+
+@router.delete("/items/{item_id}", tags=["items"], status_code=204, summary="Delete an item")
+async def delete_item(request: Request, item_id: str) -> Response:
+    await _svc(request).delete_item(item_id)
+    return Response(status_code=204)
+
+
+@router.get("/categories", tags=["categories"], summary="Active categories by display order")
+async def list_categories(request: Request, include_inactive: bool = False) -> FastJSON:
+    data = await _svc(request).list_categories(include_inactive)
+    return ok(data, count=len(data))
+
+
+@router.get("/categories/{name}", tags=["categories"], summary="One category")
+async def get_category(request: Request, name: str) -> FastJSON:
+    return ok(await _svc(request).get_category(name))
+
+
+@router.post("/categories", tags=["categories"], status_code=201, summary="Create a category")
+async def create_category(request: Request, body: CategoryCreate) -> FastJSON:
+    return ok(await _svc(request).create_category(body), status=201)
+
+
+@router.put("/categories/{name}", tags=["categories"], summary="Update a category (partial)")
+async def update_category(request: Request, name: str, body: CategoryUpdate) -> FastJSON:
+    return ok(await _svc(request).update_category(name, body))
+
+
+@router.patch("/categories/{name}/toggle", tags=["categories"], summary="Activate or deactivate a category")
+async def toggle_category(request: Request, name: str) -> FastJSON:
+    return ok(await _svc(request).toggle_category(name))
+
+
+@router.delete("/categories/{name}", tags=["categories"], status_code=204, summary="Delete an unused category")
+async def delete_category(request: Request, name: str) -> Response:
+    await _svc(request).delete_category(name)
+    return Response(status_code=204)

@@ -1,0 +1,198 @@
+"""The Workspace's rules: what makes an item or category valid, what conflicts, what each answer holds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+
+from tradingsystem.core.db import Database
+from tradingsystem.core.errors import Conflict, NotFound, ValidationFailed
+from tradingsystem.workspace import repository as repo
+from tradingsystem.workspace.metrics import WorkspaceMetrics
+from tradingsystem.workspace.models import CategoryCreate, CategoryUpdate, ItemCreate, ItemUpdate
+
+T = TypeVar("T")
+OPERATIONS = ("list_items", "get_item", "create_item", "update_item", "delete_item", "item_stats",
+              "list_categories", "get_category", "create_category", "update_category", "delete_category")
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def item_json(row: asyncpg.Record) -> dict[str, Any]:
+    created, updated = _iso(row["created_at"]), _iso(row["updated_at"])
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "description": row["description"],
+        "category": row["category"],
+        "priority": row["priority"],
+        "status": row["status"],
+        "tags": list(row["tags"]),
+        "metadata": row["metadata"],
+        "createdAt": created,
+        "updatedAt": updated,
+        "created_at": created,
+        "updated_at": updated,
+    }
+
+
+def category_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "display_name": row["display_name"],
+        "description": row["description"],
+        "color": row["color"],
+        "display_order": row["display_order"],
+        "is_active": row["is_active"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+class WorkspaceService:
+    """Items and categories on PostgreSQL, with the Workspace's metrics kept current."""
+
+    def __init__(self, db: Database, metrics: WorkspaceMetrics) -> None:
+        self.db = db
+        self.metrics = metrics
+        for op in OPERATIONS:
+            metrics.query_duration.labels(op)
+
+    @asynccontextmanager
+    async def _timed(self, operation: str) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.metrics.query_duration.labels(operation).observe(time.perf_counter() - started)
+
+    async def _run(self, operation: str, fn: Callable[[asyncpg.Connection], Awaitable[T]],
+                   transaction: bool = False) -> T:
+        async with self._timed(operation):
+            return await self.db.run(fn, transaction=transaction)
+
+    async def refresh_item_count(self) -> None:
+        self.metrics.items_total.set(await self.db.run(repo.count_items))
+
+    async def _check_category(self, conn: asyncpg.Connection, category: str) -> None:
+        active = await repo.active_category_names(conn)
+        if category not in active:
+            raise ValidationFailed([f"category must be one of: {', '.join(active)}"])
+
+    # Items
+
+    async def list_items(self, f: repo.ItemFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        rows, total = await self._run("list_items", lambda c: repo.list_items(c, f, limit, offset))
+        return [item_json(r) for r in rows], total
+
+    async def get_item(self, item_id: str) -> dict[str, Any]:
+        row = await self._run("get_item", lambda c: repo.get_item(c, item_id))
+        if row is None:
+            raise NotFound(f"Item {item_id} not found")
+        return item_json(row)
+
+    async def create_item(self, data: ItemCreate) -> dict[str, Any]:
+        values = data.model_dump()
+        values["id"] = values["id"] or str(uuid.uuid4())
+
+        async def create(conn: asyncpg.Connection) -> asyncpg.Record:
+            await self._check_category(conn, data.category)
+            row = await repo.insert_item(conn, values)
+            if row is None:
+                raise Conflict("Item with this ID already exists")
+            return row
+
+        row = await self._run("create_item", create, transaction=True)
+        self.metrics.created.inc()
+        self.metrics.items_total.inc()
+        return item_json(row)
+
+    async def update_item(self, item_id: str, data: ItemUpdate) -> dict[str, Any]:
+        changes = data.model_dump(exclude_unset=True)
+        nulls = [k for k, v in changes.items() if v is None]
+        if nulls:
+            raise ValidationFailed([f"{k} must not be null" for k in nulls])
+        if not changes:
+            raise ValidationFailed(["body must contain at least one field to update"])
+
+        async def update(conn: asyncpg.Connection) -> asyncpg.Record:
+            if "category" in changes:
+                await self._check_category(conn, changes["category"])
+            row = await repo.update_item(conn, item_id, changes)
+            if row is None:
+                raise NotFound(f"Item {item_id} not found")
+            return row
+
+        row = await self._run("update_item", update, transaction=True)
+        self.metrics.updated.inc()
+        return item_json(row)
+
+    async def delete_item(self, item_id: str) -> None:
+        deleted = await self._run("delete_item", lambda c: repo.delete_item(c, item_id))
+        if not deleted:
+            raise NotFound(f"Item {item_id} not found")
+        self.metrics.deleted.inc()
+        self.metrics.items_total.dec()
+
+    async def stats(self) -> dict[str, Any]:
+        stats = await self._run("item_stats", repo.item_stats)
+        self.metrics.items_total.set(stats["total"])
+        return stats
+
+    # Categories
+
+    async def list_categories(self, include_inactive: bool) -> list[dict[str, Any]]:
+        rows = await self._run("list_categories", lambda c: repo.list_categories(c, include_inactive))
+        return [category_json(r) for r in rows]
+
+    async def get_category(self, name: str) -> dict[str, Any]:
+        row = await self._run("get_category", lambda c: repo.get_category(c, name))
+        if row is None:
+            raise NotFound(f"Category {name} not found")
+        return category_json(row)
+
+    async def create_category(self, data: CategoryCreate) -> dict[str, Any]:
+        row = await self._run("create_category", lambda c: repo.insert_category(c, data.model_dump()))
+        if row is None:
+            raise Conflict("Category with this name already exists")
+        return category_json(row)
+
+    async def update_category(self, name: str, data: CategoryUpdate) -> dict[str, Any]:
+        changes = data.model_dump(exclude_unset=True)
+        nulls = [k for k, v in changes.items() if v is None]
+        if nulls:
+            raise ValidationFailed([f"{k} must not be null" for k in nulls])
+        if not changes:
+            raise ValidationFailed(["body must contain at least one field to update"])
+        row = await self._run("update_category", lambda c: repo.update_category(c, name, changes))
+        if row is None:
+            raise NotFound(f"Category {name} not found")
+        return category_json(row)
+
+    async def toggle_category(self, name: str) -> dict[str, Any]:
+        row = await self._run("update_category", lambda c: repo.toggle_category(c, name))
+        if row is None:
+            raise NotFound(f"Category {name} not found")
+        return category_json(row)
+
+    async def delete_category(self, name: str) -> None:
+        async def delete(conn: asyncpg.Connection) -> None:
+            if await repo.get_category(conn, name) is None:
+                raise NotFound(f"Category {name} not found")
+            in_use = await repo.category_usage(conn, name)
+            if in_use:
+                raise Conflict(f"Category {name} is used by {in_use} item(s)")
+            try:
+                await repo.delete_category(conn, name)
+            except asyncpg.ForeignKeyViolationError as exc:  # an item arrived between the check and the delete
+                raise Conflict(f"Category {name} is in use") from exc
+
+        await self._run("delete_category", delete, transaction=True)
