@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tradingsystem.core.embedded import free_port
 from tests.support.pg import TestCluster
+from tradingsystem.core.embedded import free_port
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -22,7 +22,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 
 
-class ServiceName(str, Enum):
+class ServiceName(StrEnum):
     gateway = "gateway"
     api = "api"
     workspace = "workspace"
