@@ -1,0 +1,49 @@
+"""A real, tiny filesystem (tmpfs) for full-disk tests, and a helper that fills it to the last byte."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+
+class TinyFilesystem:
+    """Mounts a tmpfs of `size_kib` on `path` (needs root or CAP_SYS_ADMIN, as in CI) and unmounts it."""
+
+    def __init__(self, path: Path, size_kib: int = 1024) -> None:
+        self.path = path
+        self.size_kib = size_kib
+
+    def __enter__(self) -> TinyFilesystem:
+        self.path.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.size_kib}k,mode=0700", "tmpfs", str(self.path)],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                "full-disk tests mount a tiny tmpfs and need root or CAP_SYS_ADMIN: " + result.stderr.strip()
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=True)
+
+
+def fill(directory: Path, name: str = "filler") -> Path:
+    """Write a file in `directory` until the filesystem answers ENOSPC; returns it (unlink to free space)."""
+    target = directory / name
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (65536, 4096, 1):  # big writes first, then squeeze out the last bytes
+            chunk = b"\0" * size
+            try:
+                while True:
+                    os.write(fd, chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
+    return target

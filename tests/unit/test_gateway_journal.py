@@ -1,0 +1,144 @@
+"""The gateway journal: durable appends, per-entry state, per-channel order, pruning, crash and full disk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+from tests.support.fs import TinyFilesystem, fill
+
+from tradingsystem.gateway.journal import Journal, JournalFullError
+
+
+def payload(channel: str, message_id: int, text: str = "Ativo: PETR4 Compra: 30,10") -> dict[str, Any]:
+    return {"channelId": channel, "messageId": message_id, "timestamp": "2025-10-24T19:30:39Z", "text": text,
+            "kind": "new", "editDate": None, "photos": [], "source": "bot", "chatTitle": "TP", "forwardedFrom": None}
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Any:
+    with Journal(tmp_path / "journal.db").open() as j:
+        yield j
+
+
+def test_uses_wal_with_full_sync(journal: Journal) -> None:
+    assert journal.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert journal.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_appended_entries_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    with Journal(path).open() as j:
+        seqs = j.append_many([payload("-1001", 1), payload("-1001", 2)])
+        assert seqs == sorted(seqs) and len(set(seqs)) == 2
+    with Journal(path).open() as j:
+        entries = j.entries("pending")
+        assert [e.message_id for e in entries] == [1, 2]
+        assert entries[0].payload == payload("-1001", 1)
+
+
+def test_state_transitions_and_counts(journal: Journal) -> None:
+    a, b, c, d = journal.append_many([payload("-1001", i) for i in range(1, 5)])
+    journal.mark_delivered([a])
+    journal.mark_queued(b, 4, "HTTP 503")
+    journal.mark_held(c, 4, "HTTP 503")
+    journal.record_attempt(d, 1, "timeout")
+    assert journal.counts() == {"pending": 1, "delivered": 1, "queued": 1, "held": 1}
+    assert journal.pending_count() == 2  # pending and held: not yet anywhere else
+    [held] = journal.held()
+    assert (held.seq, held.attempts, held.last_error) == (c, 4, "HTTP 503")
+    [pending] = journal.entries("pending")
+    assert (pending.seq, pending.attempts, pending.last_error) == (d, 1, "timeout")
+
+
+def test_pending_is_read_per_channel_in_arrival_order(journal: Journal) -> None:
+    journal.append_many([payload("-100A", 3), payload("-100B", 1), payload("-100A", 1), payload("-100A", 2)])
+    assert [e.message_id for e in journal.next_pending("-100A")] == [3, 1, 2]  # arrival, not message id
+    first = journal.next_pending("-100A", limit=1)[0]
+    assert [e.message_id for e in journal.next_pending("-100A", after_seq=first.seq)] == [1, 2]
+    assert sorted(journal.pending_channels()) == ["-100A", "-100B"]
+
+
+def test_prune_removes_only_finished_entries_and_bounds_the_file(journal: Journal) -> None:
+    keep = journal.append_sync(payload("-1001", 1))
+    big = "x" * 4000
+    sizes = []
+    for round_ in range(6):
+        seqs = journal.append_many([payload("-1002", round_ * 1000 + i, big) for i in range(200)])
+        journal.mark_delivered(seqs[:100])
+        for seq in seqs[100:]:
+            journal.mark_queued(seq, 4, "HTTP 503")
+        assert journal.prune() == 200
+        sizes.append(journal.path.stat().st_size + Path(f"{journal.path}-wal").stat().st_size)
+    assert [e.seq for e in journal.entries()] == [keep]
+    # the space of pruned rows is reused: later rounds do not grow the files beyond the first round
+    assert max(sizes[1:]) <= sizes[0] * 1.1
+
+
+async def test_concurrent_appends_share_commits_and_all_get_sequence_numbers(journal: Journal) -> None:
+    seqs = await asyncio.gather(*(journal.append(payload(f"-100{i % 3}", i + 1)) for i in range(300)))
+    assert len(set(seqs)) == 300
+    assert journal.counts()["pending"] == 300
+
+
+WRITER = """
+import sys
+from tradingsystem.gateway.journal import Journal
+j = Journal(__import__("pathlib").Path(sys.argv[1])).open()
+i = 0
+while True:
+    i += 1
+    j.append_sync({"channelId": "-1001", "messageId": i, "timestamp": "2025-10-24T19:30:39Z", "text": "m%d" % i})
+    # the source would be acknowledged here: only after append returned
+    sys.stdout.write("%d\\n" % i)
+    sys.stdout.flush()
+"""
+
+
+def test_kill_9_while_appending_loses_no_acknowledged_message(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    acknowledged = 0
+    for line in proc.stdout:
+        acknowledged = int(line)
+        if acknowledged >= 200:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Journal(path).open() as j:
+        ids = [e.message_id for e in j.entries()]
+    assert ids[: acknowledged] == list(range(1, acknowledged + 1))
+    assert len(ids) == len(set(ids))
+
+
+def test_full_disk_raises_clearly_keeps_what_was_written_and_recovers(tmp_path: Path) -> None:
+    with TinyFilesystem(tmp_path / "small", size_kib=1024) as fs, Journal(fs.path / "journal.db").open() as j:
+        j.append_many([payload("-1001", i) for i in range(1, 11)])
+        filler = fill(fs.path)
+        with capture_logs() as logs, pytest.raises(JournalFullError):
+            j.append_many([payload("-1001", 100 + i, "y" * 2000) for i in range(50)])
+        assert j.last_write_error == "disk full"
+        assert any(r["event"] == "Journal write failed: disk full" and r["log_level"] == "error" for r in logs)
+        assert [e.message_id for e in j.entries()] == list(range(1, 11))
+        filler.unlink()
+        j.append_many([payload("-1001", 100 + i, "y" * 2000) for i in range(50)])
+        assert j.last_write_error is None
+        assert len(j.entries()) == 60
+
+
+def test_database_file_is_a_plain_sqlite_database(journal: Journal) -> None:
+    journal.append_sync(payload("-1001", 7))
+    other = sqlite3.connect(journal.path)
+    try:
+        assert other.execute("SELECT message_id, state FROM entries").fetchall() == [(7, "pending")]
+    finally:
+        other.close()
