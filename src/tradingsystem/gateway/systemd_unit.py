@@ -25,13 +25,12 @@ NEXT_STEP = "systemctl daemon-reload && systemctl enable --now tp-capital-gatewa
 # deploy/systemd/tp-capital-gateway.service is kept identical by a test.
 UNIT_TEMPLATE = """\
 # Telegram Gateway (TP Capital) as a hardened host service.
-# Template: `tradingsystem gateway install-service` fills in the @PLACEHOLDERS@ with real paths and the
+# Template: `tradingsystem gateway install-service` replaces the @...@ placeholders with real paths and the
 # service user, writes /etc/systemd/system/tp-capital-gateway.service (`--dry-run` prints it instead).
 # The gateway runs here and not in a container so that the Telegram session never leaves this host.
 
 [Unit]
 Description=TP Capital Telegram Gateway (Telegram -> TP Capital API)
-Documentation=man:systemd.exec(5)
 Wants=network-online.target
 After=network-online.target
 # Give up after 10 failed starts in 10 minutes instead of restarting forever.
