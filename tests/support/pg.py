@@ -9,7 +9,7 @@ from pathlib import Path
 from tradingsystem.core.embedded import EmbeddedPostgres, bin_dir
 
 
-class TestCluster:
+class PgCluster:
     def __init__(self, root: Path, port: int) -> None:
         self.pg = EmbeddedPostgres(root / "pgdata", port=port, database="postgres")
 

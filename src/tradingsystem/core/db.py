@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -27,7 +28,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 CONNECT_ATTEMPTS = 5
-CONNECT_BASE_DELAY_S = 2.0
+# The contract's 2, 4, 8, 16, 32 s; DB_CONNECT_BASE_DELAY_S scales the schedule (tests, impatient operators).
+CONNECT_BASE_DELAY_S = float(os.environ.get("DB_CONNECT_BASE_DELAY_S", "2.0"))
 QUERY_RETRIES = 3
 QUERY_RETRY_DELAY_S = 1.0
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
@@ -12,6 +16,22 @@ from fastapi import FastAPI
 log = structlog.get_logger(__name__)
 
 GRACEFUL_TIMEOUT_S = 25
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the stop signal after a graceful shutdown; the contract wants exit 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 def serve(app: FastAPI | None, host: str, port: int, reload_target: str | None = None) -> None:
@@ -40,8 +60,12 @@ def serve(app: FastAPI | None, host: str, port: int, reload_target: str | None =
         server_header=False,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
-    server.run()
+    server = _Server(config)
+    try:
+        server.run()
+    except SystemExit:
+        # uvicorn exits with its own code when the lifespan startup fails; the contract says 1.
+        server.started = False
     if not server.started:
         log.error("Service failed to start", port=port)
         sys.exit(1)
