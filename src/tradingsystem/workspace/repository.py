@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,15 +108,19 @@ async def item_stats(conn: asyncpg.Connection) -> dict[str, Any]:
 
 async def insert_items_bulk(conn: asyncpg.Connection, items: list[dict[str, Any]]) -> list[str]:
     """Insert many items keeping their own ids and timestamps; returns the ids actually inserted."""
+    # Tags travel as JSON text because unnest() cannot take ragged text[][]; they are stored as text[].
     rows = await conn.fetch(
         "INSERT INTO workspace.items (id, title, description, category, priority, status, tags, metadata, "
         "created_at, updated_at) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-        "$7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[]) "
+        "SELECT u.id, u.title, u.description, u.category, u.priority, u.status, "
+        "ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)), u.metadata, u.created_at, u.updated_at "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+        "$7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[]) "
+        "AS u(id, title, description, category, priority, status, tags, metadata, created_at, updated_at) "
         "ON CONFLICT (id) DO NOTHING RETURNING id",
         [i["id"] for i in items], [i["title"] for i in items], [i["description"] for i in items],
         [i["category"] for i in items], [i["priority"] for i in items], [i["status"] for i in items],
-        [i["tags"] for i in items], [i["metadata"] for i in items],
+        [json.dumps(i["tags"]) for i in items], [i["metadata"] for i in items],
         [i["created_at"] for i in items], [i["updated_at"] for i in items],
     )
     return [r["id"] for r in rows]
