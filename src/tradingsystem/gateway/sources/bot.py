@@ -29,7 +29,7 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import ValidationError
 
-from tradingsystem.gateway.sources.common import BOT_PHOTO_PREFIX, Kind, iso_utc, make_payload
+from tradingsystem.gateway.sources.common import BOT_PHOTO_PREFIX, Kind, iso_from_unix, iso_utc, make_payload
 from tradingsystem.gateway.types import IngestPayload, MessageSink, Monitored, SourceState
 
 log = structlog.get_logger(__name__)
@@ -72,8 +72,13 @@ def message_to_payload(message: Message, kind: Kind) -> IngestPayload | None:
         return None
     edit_date: str | None = None
     if kind == "edit":
-        edited = message.edit_date
-        edit_date = iso_utc(edited if isinstance(edited, datetime) else datetime.now(UTC))
+        edited: Any = message.edit_date  # aiogram keeps this one as unix seconds, not a datetime
+        if isinstance(edited, datetime):
+            edit_date = iso_utc(edited)
+        elif isinstance(edited, int) and edited > 0:
+            edit_date = iso_from_unix(edited)
+        else:
+            edit_date = iso_utc(datetime.now(UTC))
     return make_payload(
         channel_id=str(message.chat.id),
         message_id=message.message_id,
@@ -111,6 +116,12 @@ class _Forwarder:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self.copied = 0
         self.dropped = 0
+        self._in_hand = 0
+
+    @property
+    def backlog(self) -> int:
+        """Messages waiting to be copied, including the one waiting for the pace."""
+        return self._queue.qsize() + self._in_hand
 
     def offer(self, payload: IngestPayload) -> None:
         if payload["kind"] != "new" or payload["channelId"] == self.destination:
@@ -126,8 +137,12 @@ class _Forwarder:
     async def run(self, bot: Bot) -> None:
         while True:
             channel_id, message_id = await self._queue.get()
-            await self._pace()
-            await self._copy(bot, channel_id, message_id)
+            self._in_hand = 1
+            try:
+                await self._pace()
+                await self._copy(bot, channel_id, message_id)
+            finally:
+                self._in_hand = 0
 
     async def _pace(self) -> None:
         while not await self._limiter.hit(self._limit, "forward"):
