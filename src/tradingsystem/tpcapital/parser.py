@@ -196,7 +196,7 @@ _DATES = re.compile(
 
 
 # A cheap test that spares most messages the full date scan.
-_DATE_HINT = re.compile(r"[0-9](?:/|:[0-9]|h[0-9]|-[0-9]{2}-)|\ba[ts][ \t]+[0-9]", _A)
+_DATE_HINT = re.compile(r"[0-9](?:/|:[0-9]|h[0-9]|-[0-9]{2}-)", _A)
 
 
 def _blank(match: re.Match[str]) -> str:
@@ -286,8 +286,9 @@ _ORDINAL_WORDS = {
 _WAS = r"(?:(?:foi|was|has[ \t]+been|is|been|ja)[ \t]+)?"
 
 _EVENT = re.compile(
+    # The look-ahead lists the first characters of every phrase, so most positions are skipped fast.
     rf"""
-    \b(?:
+    (?=[0-9abcdefhilmopqrstz])\b(?:
       # "ALVO 1 ATINGIDO", "alvo final atingido", "TP1 hit", "target 2 reached"
         (?P<t1>{_TGT}[ \t]*(?P<t1_n>[0-9]{{1,2}})?(?:o(?![a-z]))?[ \t]*(?P<t1_fin>final|geral)?[ \t]*
             (?:\([^)\n]{{0,30}}\)[ \t]*)?[:!-]?[ \t]*{_WAS}{_HIT})
@@ -534,7 +535,7 @@ def parse_message(text: str) -> ParseResult:
     t = _fold(text)
     if _ALNUM.search(t) is None:
         return Noise("empty")
-    if _DATE_HINT.search(t) is not None:
+    if _DATE_HINT.search(t) is not None or "as " in t or "at " in t:
         t = _DATES.sub(_blank, t)
     f = _read_fields(t)
     asset = f.asset or _first_ticker(t)
@@ -594,7 +595,11 @@ def to_json_dict(result: ParseResult) -> dict[str, Any]:
 def _decimal_text(value: Decimal) -> str:
     if not value.is_finite():
         raise ValueError(f"{value} is not a JSON number")
-    return format(value, "f")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -64 <= exponent <= 64:
+        return format(value, "f")
+    # Positional notation of 1E+100000 would be a hundred thousand digits; JSON accepts the exponent.
+    return str(value)
 
 
 def _write(obj: Any, out: list[str]) -> None:

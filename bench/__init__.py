@@ -1,0 +1,1 @@
+"""Benchmarks of the project; each writes its result under bench/results/."""
