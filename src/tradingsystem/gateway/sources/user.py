@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import structlog
 from telethon import events
 from telethon.errors import FloodWaitError, RPCError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential, wait_random
 
 from tradingsystem.gateway.sessions import SessionStatus, SessionStore, auth_key_dead_errors
 from tradingsystem.gateway.sources.telethon_adapter import (
@@ -228,7 +228,8 @@ class UserSource:
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_TRANSIENT),
-            wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max, jitter=0.1),
+            wait=wait_exponential(multiplier=self._backoff_initial, max=self._backoff_max)
+            + wait_random(0, self._backoff_initial),
             before_sleep=before_sleep,
             sleep=self._sleep,
             reraise=True,
