@@ -142,6 +142,8 @@ def _price(s: str) -> Decimal | None:
 
 _DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d")
 _LINE_BREAKS = frozenset("\u0085\u2028\u2029")
+# The channel marks a target reached with a check mark ("Alvo 2 ✅"); it reads as the word "ok".
+_CHECK_MARKS = frozenset("\u2705\u2714\u2611\u2713")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _RUN_CACHE: dict[str, str] = {}
 _RUN_CACHE_MAX = 4096
@@ -150,7 +152,8 @@ _RUN_CACHE_MAX = 4096
 def _fold_run(match: re.Match[str]) -> str:
     """Replace a run of non-ASCII characters left after NFKD.
 
-    Combining accents vanish (`ç` was split into `c` and a cedilla); dashes become `-`; anything else
+    Combining accents vanish (`ç` was split into `c` and a cedilla); dashes become `-`; check marks
+    become the word `ok`; anything else
     (emoji, symbols, other scripts) becomes a space, so that `PETR4🚀ALVO` stays two words.
     """
     run = match.group()
@@ -164,6 +167,8 @@ def _fold_run(match: re.Match[str]) -> str:
                 parts.append("-")
             elif char in _LINE_BREAKS:
                 parts.append("\n")
+            elif char in _CHECK_MARKS:
+                parts.append(" ok ")
             elif not parts or parts[-1] != " ":
                 parts.append(" ")
         folded = "".join(parts)
@@ -276,7 +281,7 @@ _SIGNAL_TYPE_NAMES = {"swing": "Swing Trade", "day": "Day Trade", "scalp": "Scal
 _TGT = r"(?:alvo|tp|target|meta|objetivo)"
 _HIT = (
     r"(?:atingid[oa]|alcancad[oa]|batid[oa]|conquistad[oa]|realizad[oa]|hit|reached|achieved|done|"
-    r"smashed|touched)(?![a-z])"
+    r"smashed|touched|ok)(?![a-z])"
 )
 _ORD = r"(?:primeiro|segundo|terceiro|quarto|quinto|first|second|third|fourth|fifth)"
 _ORDINAL_WORDS = {
@@ -284,6 +289,14 @@ _ORDINAL_WORDS = {
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5,
 }  # fmt: skip
 _WAS = r"(?:(?:foi|was|has[ \t]+been|is|been|ja)[ \t]+)?"
+# "o stop do PETR4 foi atingido", "alvo 1 de BBAS3 atingido"
+_OF_ASSET = r"(?:[ \t]+(?:do|da|de|em|no|na|on|of|for)[ \t]+[a-z][a-z0-9]{1,11})?"
+# A verb that closes a position counts only with its object: "zerar posição", "encerrar PETR4",
+# never "encerrar o dia".
+_POSITION = (
+    r"(?:(?:a|o|de|da|do|em|na|no|sua|nossa|the)[ \t]+)?"
+    r"(?:posicao|posicoes|operacao|operacoes|trade|position|[a-z]{4}[a-z0-9]{0,7}[0-9])(?![a-z0-9])"
+)
 
 _EVENT = re.compile(
     # The look-ahead lists the first characters of every phrase, so most positions are skipped fast.
@@ -291,7 +304,7 @@ _EVENT = re.compile(
     (?=[0-9abcdefhilmopqrstz])\b(?:
       # "ALVO 1 ATINGIDO", "alvo final atingido", "TP1 hit", "target 2 reached"
         (?P<t1>{_TGT}[ \t]*(?P<t1_n>[0-9]{{1,2}})?(?:o(?![a-z]))?[ \t]*(?P<t1_fin>final|geral)?[ \t]*
-            (?:\([^)\n]{{0,30}}\)[ \t]*)?[:!-]?[ \t]*{_WAS}{_HIT})
+            (?:\([^)\n]{{0,30}}\)[ \t]*)?{_OF_ASSET}[ \t]*[:!-]?[ \t]*{_WAS}{_HIT})
       # "1o alvo atingido", "segundo alvo batido"
       | (?P<t2>(?:(?P<t2_n>[0-9])o|(?P<t2_ord>{_ORD}))[ \t]+{_TGT}[ \t]+{_WAS}{_HIT})
       # "bateu o alvo 2", "atingiu o primeiro alvo", "hit TP1", "reached target 2", "bateu o alvo final"
@@ -301,7 +314,7 @@ _EVENT = re.compile(
             (?:(?P<t3_n1>[0-9])o[ \t]+|(?P<t3_ord>{_ORD})[ \t]+)?
             {_TGT}(?:[ \t]*(?P<t3_n2>[0-9]{{1,2}})(?![0-9])|[ \t]+(?P<t3_fin>final|geral))?)
       # "STOP ATINGIDO", "stop loss acionado", "SL hit"
-      | (?P<s1>(?:stop|sl)(?:[ \t-]*loss)?[ \t]+{_WAS}
+      | (?P<s1>(?:stop|sl)(?:[ \t-]*loss)?{_OF_ASSET}[ \t]+{_WAS}
             (?:atingid[oa]|acionad[oa]|executad[oa]|batid[oa]|hit|triggered|reached|taken)(?![a-z]))
       # "stopado", "stopou", "stopped out"
       | (?P<s2>stop(?:ad[oa]s?|ou|amos|aram|ei)|stopp?ed(?:[ \t]+out)?)(?![a-z])
@@ -314,9 +327,9 @@ _EVENT = re.compile(
             (?:encerrad[oa]|finalizad[oa]|fechad[oa]|concluid[oa]|zerad[oa]|liquidad[oa]|closed|
                finished)(?![a-z]))
       # "zerar posição", "encerramos", "stop gain atingido", "realizar lucro", "take profit"
-      | (?P<c2>(?:encerr(?:ada|ado|ar|amos|ando|emos|ei|ou|e)|finaliz(?:ada|ado|amos|ar|ando|ou)|
-                 zer(?:ar|ando|amos|ado|ada|ou|em|e)|
-                 fech(?:ar|amos|ando|ou|e)[ \t]+(?:a[ \t]+)?(?:posicao|operacao)|
+      | (?P<c2>(?:encerrad[oa]|finalizad[oa]|zerad[oa]|
+                 (?:encerr(?:ar|amos|ando|emos|ei|ou|e)|finaliz(?:ar|amos|ando|ou|e)|
+                    zer(?:ar|ando|amos|ou|em|e)|fech(?:ar|amos|ando|ou|e|em))[ \t]+{_POSITION}|
                  saida[ \t]+total|sair[ \t]+(?:da|de)[ \t]+(?:posicao|operacao)|
                  realiz(?:ar|amos|ando|ou|e)[ \t]+(?:o[ \t]+)?lucro|
                  close[ \t]+(?:the[ \t]+)?(?:position|trade)|closed|exit(?:ed)?[ \t]+(?:the[ \t]+)?
@@ -401,9 +414,13 @@ def _read_fields(t: str) -> _Fields:
                 m = _ASSET_VALUE.match(t, end)
                 if m is not None:
                     tok = m.group("tok")
-                    ticker_like = _TICKER.fullmatch(tok) is not None
-                    if tok not in _LABEL_WORDS and (ticker_like or m.group("sep")):
+                    if _TICKER.fullmatch(tok) is not None:
                         f.asset = tok.upper()
+                    elif m.group("sep") and tok not in _LABEL_WORDS:
+                        # "Ativo: Petrobras (PETR4)": a ticker later on the line beats the name.
+                        line_end = t.find("\n", m.end())
+                        ticker = _first_ticker(t[m.end() : line_end if line_end >= 0 else len(t)])
+                        f.asset = ticker or tok.upper()
         elif kind == "buy":
             if f.buy is None:
                 m = _BUY_VALUE.match(t, end)
