@@ -1,0 +1,123 @@
+"""Builds and serves the TP Capital API process (port 4005)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.types import Scope
+
+from tradingsystem.core.db import Database, DatabaseStartupFailed
+from tradingsystem.core.http import create_app, uptime_s, utc_now_iso
+from tradingsystem.core.logging import configure_logging, fingerprint
+from tradingsystem.core.migrations import migrate
+from tradingsystem.core.server import serve
+from tradingsystem.core.settings import ConfigError, DatabaseSettings, HttpSettings, fatal
+from tradingsystem.tpcapital.metrics import TpCapitalMetrics
+from tradingsystem.tpcapital.routes import router
+from tradingsystem.tpcapital.service import TokenChecker, TpCapitalService
+
+log = structlog.get_logger(__name__)
+BATCH_BODY_LIMIT = 8 * 1024 * 1024
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    api_port: int = Field(4005, validation_alias="API_PORT")
+    gateway_secret_token: str | None = Field(
+        None, validation_alias=AliasChoices("GATEWAY_SECRET_TOKEN", "API_SECRET_TOKEN")
+    )
+    tp_capital_api_key: str | None = Field(None, validation_alias="TP_CAPITAL_API_KEY")
+
+
+def build_app(dsn: str | None = None) -> FastAPI:
+    """The TP Capital app; `dsn` overrides the database settings (the launcher and tests pass one)."""
+    http = HttpSettings()
+    settings = ApiSettings()
+    configure_logging("tp-capital-api", http.log_level)
+    if not (settings.gateway_secret_token or "").strip(" ,"):
+        fatal("FATAL: GATEWAY_SECRET_TOKEN is required")
+    if dsn is None:
+        try:
+            dsn = DatabaseSettings().dsn()
+        except ConfigError as exc:
+            fatal(str(exc))
+    assert dsn is not None and settings.gateway_secret_token is not None
+    tokens = TokenChecker(settings.gateway_secret_token)
+    metrics = TpCapitalMetrics()
+    db_settings = DatabaseSettings()
+    db = Database(dsn, min_size=db_settings.db_pool_min, max_size=db_settings.db_pool_max,
+                  status_gauge=metrics.db_status)
+    service = TpCapitalService(db, metrics, tokens)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await db.connect()
+        except DatabaseStartupFailed:
+            log.critical("Database connection failed after retries")
+            raise
+        await db.run(lambda c: migrate(c, ["tp_capital"]))
+        log.info("TP Capital API started", port=settings.api_port,
+                 gateway_tokens=[fingerprint(t.decode()) for t in tokens.tokens],
+                 api_key="set" if settings.tp_capital_api_key else "unset (loopback-only mutations)")
+        yield
+        await db.close()
+        log.info("TP Capital API stopped")
+
+    async def health() -> tuple[int, dict[str, Any]]:
+        up = await db.ping()
+        body: dict[str, Any] = {
+            "status": "healthy" if up else "unhealthy",
+            "service": "tp-capital-api",
+            "database": "connected" if up else "disconnected",
+            "uptime": uptime_s(app),
+            "timestamp": utc_now_iso(),
+        }
+        if not up:
+            body["error"] = "Database unavailable"
+        return (200 if up else 503), body
+
+    def exempt(scope: Scope) -> bool:
+        # A gateway re-driving its queue must never be throttled; a caller with a wrong token is.
+        if not scope["path"].startswith(("/ingest", "/gateway/")):
+            return False
+        for name, value in scope["headers"]:
+            if name == b"x-gateway-token":
+                return tokens.valid(value.decode("latin-1"))
+        return False
+
+    app = create_app(
+        service="tp-capital-api",
+        title="TP Capital API",
+        description="Authenticated ingest of Telegram messages, exactly-once storage, parsed trade signals.",
+        port=settings.api_port,
+        http=http,
+        registry=metrics.registry,
+        health=health,
+        lifespan=lifespan,
+        body_limits={"/ingest/batch": BATCH_BODY_LIMIT},
+        rate_limit_exempt=exempt,
+        observer=metrics.observe_request,
+    )
+    app.state.tpcapital = service
+    app.state.api_key = (settings.tp_capital_api_key or "").strip() or None
+    app.include_router(router)
+    return app
+
+
+def run(reload: bool = False) -> None:
+    """`tradingsystem serve api`: one TP Capital API process in the foreground."""
+    http = HttpSettings()
+    port = ApiSettings().api_port
+    if reload:
+        configure_logging("tp-capital-api", http.log_level)
+        serve(None, http.host, port, reload_target="tradingsystem.tpcapital.app:build_app")
+    else:
+        serve(build_app(), http.host, port)

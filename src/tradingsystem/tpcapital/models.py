@@ -1,0 +1,176 @@
+"""The ingest payload at the edge: its documented schema, and a validator that names every problem."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+KINDS = ("new", "edit", "delete")
+SOURCES = ("user", "bot", "backfill", "import", "replay")
+MAX_TEXT = 65536
+_INT_RE = re.compile(r"^-?\d{1,20}$")
+_ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+class ForwardedFrom(BaseModel):
+    channelId: str | None = None
+    messageId: int | None = None
+    date: str | None = None
+
+
+class IngestPayload(BaseModel):
+    """One Telegram message as the gateway delivers it (documentation schema; validation is `validate_ingest`)."""
+
+    channelId: str = Field(description='Channel id, a string of an integer, normally "-100…"')
+    messageId: int = Field(gt=0)
+    timestamp: str = Field(description="The Telegram message date, ISO 8601")
+    text: str = Field("", description='Text or caption; "" only with photos or for a delete')
+    kind: Literal["new", "edit", "delete"] = "new"
+    editDate: str | None = Field(None, description="Required for kind edit")
+    photos: list[Any] = Field(default_factory=list)
+    source: Literal["user", "bot", "backfill", "import", "replay"] = "user"
+    chatTitle: str | None = None
+    forwardedFrom: ForwardedFrom | None = None
+
+
+class IngestBatch(BaseModel):
+    messages: list[IngestPayload] = Field(max_length=1000)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestMessage:
+    """A payload that passed validation, in the types the store wants."""
+
+    channel_id: str
+    message_id: int
+    timestamp: datetime
+    text: str
+    kind: str
+    edit_date: datetime | None
+    photos: list[Any]
+    source: str
+    chat_title: str | None
+    forwarded_from: dict[str, Any] | None
+
+
+def parse_iso(value: Any) -> datetime | None:
+    """An ISO 8601 datetime (naive means UTC); None for anything else, impossible dates included."""
+    if not isinstance(value, str) or not _ISO_RE.match(value.strip()):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def validate_ingest(obj: Any) -> tuple[IngestMessage | None, list[str], list[str]]:
+    """Validate one payload: (message, problems, warnings). Every problem is reported, not just the first."""
+    if not isinstance(obj, dict):
+        return None, ["message must be a JSON object"], []
+    details: list[str] = []
+    warnings: list[str] = []
+
+    channel = obj.get("channelId")
+    if channel is None or channel == "":
+        details.append("channelId is required")
+    elif isinstance(channel, bool) or not isinstance(channel, str | int) or not _INT_RE.match(str(channel).strip()):
+        details.append("channelId must be a string of an integer")
+    elif not str(channel).strip().startswith("-100"):
+        warnings.append("channelId does not start with -100")
+
+    message_id = obj.get("messageId")
+    if message_id is None:
+        details.append("messageId is required")
+    elif isinstance(message_id, bool) or not isinstance(message_id, int) or message_id <= 0:
+        details.append("messageId must be a positive integer")
+    elif message_id > 2**63 - 1:
+        details.append("messageId is too large")
+
+    raw_ts = obj.get("timestamp")
+    timestamp = parse_iso(raw_ts)
+    if raw_ts is None or raw_ts == "":
+        details.append("timestamp is required")
+    elif timestamp is None:
+        details.append("timestamp must be valid ISO 8601 datetime")
+
+    kind = obj.get("kind", "new")
+    if kind is None:
+        kind = "new"
+    if kind not in KINDS:
+        details.append("kind must be one of: new, edit, delete")
+
+    raw_edit = obj.get("editDate")
+    edit_date = parse_iso(raw_edit) if raw_edit is not None else None
+    if raw_edit is not None and edit_date is None:
+        details.append("editDate must be valid ISO 8601 datetime")
+    elif kind == "edit" and raw_edit is None:
+        details.append("editDate is required for kind edit")
+
+    photos = obj.get("photos", [])
+    if photos is None:
+        photos = []
+    if not isinstance(photos, list):
+        details.append("photos must be a list")
+        photos = []
+
+    text = obj.get("text", "")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        details.append("text must be a string")
+        text = ""
+    elif len(text) > MAX_TEXT:
+        details.append(f"text must be at most {MAX_TEXT} characters")
+    elif "\x00" in text:
+        details.append("text must not contain NUL characters")
+    elif not text.strip() and not photos and kind != "delete":
+        details.append("text is required unless photos are attached or kind is delete")
+
+    source = obj.get("source", "user")
+    if source is None:
+        source = "user"
+    if source not in SOURCES:
+        details.append("source must be one of: user, bot, backfill, import, replay")
+
+    title = obj.get("chatTitle")
+    if title is not None and (not isinstance(title, str) or len(title) > 512 or "\x00" in title):
+        details.append("chatTitle must be a string of at most 512 characters")
+
+    forwarded = obj.get("forwardedFrom")
+    if forwarded is not None and not isinstance(forwarded, dict):
+        details.append("forwardedFrom must be an object or null")
+
+    if details:
+        return None, details, warnings
+    assert timestamp is not None
+    return (
+        IngestMessage(
+            channel_id=str(channel).strip(),
+            message_id=int(message_id),  # type: ignore[arg-type]
+            timestamp=timestamp,
+            text=text,
+            kind=kind,
+            edit_date=edit_date,
+            photos=photos,
+            source=source,
+            chat_title=title,
+            forwarded_from=forwarded,
+        ),
+        [],
+        warnings,
+    )
+
+
+def failure_reason(details: list[str]) -> str:
+    """The metric label for a validation failure: the kind of the first problem."""
+    first = details[0] if details else ""
+    if first.endswith("is required") or "is required" in first:
+        return "missing_field"
+    if first.startswith("body") or first.startswith("message must"):
+        return "invalid_body"
+    return "invalid_field"

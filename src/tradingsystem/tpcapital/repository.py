@@ -1,0 +1,251 @@
+"""All of TP Capital's SQL: raw messages, signals, events, the channel registry and ingestion figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from tradingsystem.tpcapital.models import IngestMessage
+
+SIGNAL_COLUMNS = (
+    "id, channel_id, message_id, message_date, channel_title, signal_type, asset, buy_min, buy_max, targets, "
+    "target_final, stop, raw_message, source, revision, deleted, ingested_at, created_at, updated_at"
+)
+CHANNEL_COLUMNS = "id, label, channel_id, channel_type, description, status, created_at, updated_at"
+# JSON columns travel as text[]: asyncpg would read a Python list inside a jsonb[] as a nested array.
+INGEST_ARGS = (
+    "$1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], "
+    "$8::text[], $9::text[], $10::text[], $11::text[]"
+)
+
+
+@dataclass(frozen=True)
+class SignalFilter:
+    channel: str | None = None
+    signal_type: str | None = None
+    asset: str | None = None
+    search: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_deleted: bool = False
+
+
+def _like(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _columns(messages: list[IngestMessage], parsed: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [m.channel_id for m in messages],
+        [m.message_id for m in messages],
+        [m.timestamp for m in messages],
+        [m.text for m in messages],
+        [m.kind for m in messages],
+        [m.edit_date for m in messages],
+        [_json(m.photos) for m in messages],
+        [m.source for m in messages],
+        [m.chat_title for m in messages],
+        [None if m.forwarded_from is None else _json(m.forwarded_from) for m in messages],
+        [_json(p) for p in parsed],
+    ]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def ingest(conn: asyncpg.Connection, messages: list[IngestMessage],
+                 parsed: list[dict[str, Any]]) -> list[asyncpg.Record]:
+    """Store and apply messages in one round trip; one result row per message, in the order given."""
+    if len(messages) == 1:
+        m = messages[0]
+        row = await conn.fetchrow(
+            "SELECT stored, raw_id, signal_id FROM tp_capital.ingest_message($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+            "$10, $11)",
+            m.channel_id, m.message_id, m.timestamp, m.text, m.kind, m.edit_date, m.photos, m.source,
+            m.chat_title, m.forwarded_from, parsed[0],
+        )
+        return [row]
+    return await conn.fetch(
+        "SELECT r.stored, r.raw_id, r.signal_id FROM unnest(" + INGEST_ARGS + ") WITH ORDINALITY "
+        "AS u(channel_id, message_id, ts, text, kind, edit_date, photos, source, chat_title, fwd, parsed, n) "
+        "CROSS JOIN LATERAL tp_capital.ingest_message(u.channel_id, u.message_id, u.ts, u.text, u.kind, "
+        "u.edit_date, u.photos::jsonb, u.source, u.chat_title, u.fwd::jsonb, u.parsed::jsonb) AS r ORDER BY u.n",
+        *_columns(messages, parsed),
+    )
+
+
+def _signal_where(f: SignalFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.replace("?", f"${len(args)}"))
+
+    if not f.include_deleted:
+        clauses.append("NOT deleted")
+    if f.channel:
+        add("channel_id = ?", f.channel)
+    if f.signal_type:
+        add("lower(signal_type) = lower(?)", f.signal_type)
+    if f.asset:
+        add("asset = upper(?)", f.asset)
+    if f.search:
+        add("(asset ILIKE ? OR raw_message ILIKE ?)", _like(f.search))
+    if f.since:
+        add("message_date >= ?", f.since)
+    if f.until:
+        add("message_date <= ?", f.until)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+async def list_signals(conn: asyncpg.Connection, f: SignalFilter, limit: int,
+                       offset: int) -> tuple[list[asyncpg.Record], int]:
+    where, args = _signal_where(f)
+    rows = await conn.fetch(
+        f"SELECT {SIGNAL_COLUMNS}, count(*) OVER () AS total FROM tp_capital.signals{where} "
+        f"ORDER BY message_date DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+        *args, limit, offset,
+    )
+    if rows:
+        return rows, int(rows[0]["total"])
+    if offset == 0:
+        return [], 0
+    return [], int(await conn.fetchval(f"SELECT count(*) FROM tp_capital.signals{where}", *args))
+
+
+async def get_signal(conn: asyncpg.Connection, signal_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {SIGNAL_COLUMNS} FROM tp_capital.signals WHERE id = $1", signal_id)
+
+
+async def soft_delete_signal(conn: asyncpg.Connection, signal_id: int) -> bool:
+    done = await conn.fetchval(
+        "UPDATE tp_capital.signals SET deleted = true, updated_at = now() WHERE id = $1 RETURNING true", signal_id
+    )
+    return done is not None
+
+
+async def list_channels(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT channel_id, (array_agg(channel_title ORDER BY message_date DESC) "
+        "FILTER (WHERE channel_title IS NOT NULL))[1] AS channel_title, count(*) AS signal_count, "
+        "max(message_date) AS last_signal FROM tp_capital.signals WHERE NOT deleted "
+        "GROUP BY channel_id ORDER BY max(message_date) DESC"
+    )
+
+
+async def source_figures(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT source, count(*) AS messages, max(received_at) AS last_message_at FROM tp_capital.messages "
+        "GROUP BY source"
+    )
+
+
+async def forwarded_messages(conn: asyncpg.Connection, limit: int, channel: str | None, since: datetime | None,
+                             until: datetime | None) -> list[asyncpg.Record]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for sql, value in (("channel_id = ?", channel), ("message_date >= ?", since), ("message_date <= ?", until)):
+        if value is not None:
+            args.append(value)
+            clauses.append(sql.replace("?", f"${len(args)}"))
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    return await conn.fetch(
+        "SELECT id, channel_id, message_id, text, message_date, photos, received_at, kind, edit_date "
+        f"FROM tp_capital.messages{where} ORDER BY message_date DESC, id DESC LIMIT ${len(args) + 1}",
+        *args, limit,
+    )
+
+
+# The channel registry
+
+
+async def registry_list(conn: asyncpg.Connection, status: str | None, channel_type: str | None) -> list[asyncpg.Record]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for sql, value in (("status = ?", status), ("channel_type = ?", channel_type)):
+        if value is not None:
+            args.append(value)
+            clauses.append(sql.replace("?", f"${len(args)}"))
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    return await conn.fetch(
+        f"SELECT {CHANNEL_COLUMNS} FROM tp_capital.telegram_channels{where} ORDER BY created_at, id", *args
+    )
+
+
+async def registry_get(conn: asyncpg.Connection, channel_pk: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {CHANNEL_COLUMNS} FROM tp_capital.telegram_channels WHERE id = $1",
+                               channel_pk)
+
+
+async def registry_insert(conn: asyncpg.Connection, values: dict[str, Any]) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "INSERT INTO tp_capital.telegram_channels (label, channel_id, channel_type, description, status) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT ON CONSTRAINT telegram_channels_unique DO NOTHING "
+        f"RETURNING {CHANNEL_COLUMNS}",
+        values["label"], values["channel_id"], values["channel_type"], values["description"], values["status"],
+    )
+
+
+async def registry_update(conn: asyncpg.Connection, channel_pk: str,
+                          changes: dict[str, Any]) -> asyncpg.Record | None:
+    sets = [f"{column} = ${i + 2}" for i, column in enumerate(changes)]
+    sets.append("updated_at = now()")
+    return await conn.fetchrow(
+        f"UPDATE tp_capital.telegram_channels SET {', '.join(sets)} WHERE id = $1 RETURNING {CHANNEL_COLUMNS}",
+        channel_pk, *changes.values(),
+    )
+
+
+async def registry_delete(conn: asyncpg.Connection, channel_pk: str) -> bool:
+    done = await conn.fetchval("DELETE FROM tp_capital.telegram_channels WHERE id = $1 RETURNING true", channel_pk)
+    return done is not None
+
+
+# Re-parsing history
+
+
+async def messages_page(conn: asyncpg.Connection, after_id: int, size: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT id, message_date, text, kind, parsed FROM tp_capital.messages WHERE id > $1 ORDER BY id LIMIT $2",
+        after_id, size,
+    )
+
+
+async def count_messages(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM tp_capital.messages"))
+
+
+async def store_parses(conn: asyncpg.Connection, ids: list[int], dates: list[datetime],
+                       parsed: list[dict[str, Any]]) -> None:
+    await conn.execute(
+        "UPDATE tp_capital.messages m SET parsed = u.parsed::jsonb FROM unnest($1::bigint[], $2::timestamptz[], "
+        "$3::text[]) AS u(id, message_date, parsed) WHERE m.id = u.id AND m.message_date = u.message_date "
+        "AND m.parsed IS DISTINCT FROM u.parsed::jsonb",
+        ids, dates, [_json(p) for p in parsed],
+    )
+
+
+async def rebuild_derived(conn: asyncpg.Connection) -> int:
+    """Re-derive every signal and event from the stored messages and their parses; returns signals refreshed."""
+    await conn.execute("DELETE FROM tp_capital.signal_events")
+    refreshed = await conn.fetchval(
+        "SELECT count(tp_capital.refresh_signal(k.channel_id, k.message_id)) FROM "
+        "(SELECT DISTINCT channel_id, message_id FROM tp_capital.messages) AS k"
+    )
+    # Signals whose messages no longer parse as signals keep their row but are no longer backed: mark deleted.
+    await conn.execute(
+        "UPDATE tp_capital.signals s SET deleted = true, updated_at = now() WHERE NOT s.deleted AND NOT EXISTS ("
+        "SELECT 1 FROM tp_capital.messages m WHERE m.channel_id = s.channel_id AND m.message_id = s.message_id "
+        "AND m.kind <> 'delete' AND m.parsed ->> 'kind' = 'signal')"
+    )
+    await conn.execute(
+        "SELECT tp_capital.record_event(m) FROM tp_capital.messages m "
+        "WHERE m.kind <> 'delete' AND m.parsed ->> 'kind' = 'update' ORDER BY m.message_date, m.id"
+    )
+    return int(refreshed or 0)

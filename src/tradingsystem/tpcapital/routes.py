@@ -1,0 +1,226 @@
+"""TP Capital HTTP routes: authenticate, validate the request, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from tradingsystem.core.errors import Forbidden, Unauthorized, ValidationFailed
+from tradingsystem.core.http import FastJSON
+from tradingsystem.core.logging import recent_records
+from tradingsystem.tpcapital.models import IngestBatch, IngestPayload
+from tradingsystem.tpcapital.repository import SignalFilter
+from tradingsystem.tpcapital.service import TpCapitalService
+
+router = APIRouter()
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _svc(request: Request) -> TpCapitalService:
+    service: TpCapitalService = request.app.state.tpcapital
+    return service
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed(["body must be valid JSON"]) from exc
+
+
+def require_api_key(request: Request) -> None:
+    """Mutations need `X-API-Key` when TP_CAPITAL_API_KEY is set, and a loopback client when it is not."""
+    expected: str | None = request.app.state.api_key
+    if expected:
+        given = request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthorized("Invalid or missing API key")
+        return
+    host = request.client.host if request.client else ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise Forbidden("This endpoint accepts loopback clients only while TP_CAPITAL_API_KEY is unset")
+
+
+def parse_when(value: str | None, name: str, end: bool = False) -> datetime | None:
+    """`from`/`to`: an ISO date, an ISO datetime, or epoch milliseconds. A date `to` covers that whole day."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        if _DATE_RE.match(text):
+            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
+            return day + timedelta(days=1) - timedelta(microseconds=1) if end else day
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ValidationFailed([f"{name} must be an ISO date, an ISO datetime or epoch milliseconds"]) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# Ingest (gateway token)
+
+
+@router.post("/ingest", tags=["ingest"], summary="Store one message from the gateway", openapi_extra=_body_doc(
+    IngestPayload))
+async def ingest(request: Request, x_gateway_token: Annotated[str | None, Header()] = None) -> FastJSON:
+    service = _svc(request)
+    service.authenticate(x_gateway_token)
+    return FastJSON(await service.ingest_one(await _json_body(request)))
+
+
+@router.post("/ingest/batch", tags=["ingest"], summary="Store up to 1000 messages in one round trip",
+             openapi_extra=_body_doc(IngestBatch))
+async def ingest_batch(request: Request, x_gateway_token: Annotated[str | None, Header()] = None) -> FastJSON:
+    service = _svc(request)
+    service.authenticate(x_gateway_token)
+    return FastJSON(await service.ingest_batch(await _json_body(request)))
+
+
+@router.get("/gateway/channels", tags=["gateway"], summary="Active source channels, for the gateway")
+async def gateway_channels(request: Request,
+                           x_gateway_token: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    service = _svc(request)
+    service.authenticate(x_gateway_token)
+    return {"data": await service.gateway_channels()}
+
+
+# Signals
+
+
+@router.get("/signals", tags=["signals"], summary="Signals, newest first")
+async def list_signals(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    channel: Annotated[str | None, Query(max_length=64)] = None,
+    type: Annotated[str | None, Query(max_length=32)] = None,
+    asset: Annotated[str | None, Query(max_length=32)] = None,
+    search: Annotated[str | None, Query(max_length=200)] = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    to: Annotated[str | None, Query(max_length=40)] = None,
+    include_deleted: bool = False,
+) -> dict[str, Any]:
+    f = SignalFilter(channel=channel, signal_type=type, asset=asset, search=search,
+                     since=parse_when(from_, "from"), until=parse_when(to, "to", end=True),
+                     include_deleted=include_deleted)
+    data, total = await _svc(request).list_signals(f, limit, offset)
+    return {"data": data, "count": total}
+
+
+@router.get("/signals/{signal_id}", tags=["signals"], summary="One signal")
+async def get_signal(request: Request, signal_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> dict[str, Any]:
+    return {"data": await _svc(request).get_signal(signal_id)}
+
+
+@router.delete("/signals/{signal_id}", tags=["signals"], status_code=204, summary="Soft-delete a signal (API key)")
+async def delete_signal(request: Request, signal_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Response:
+    require_api_key(request)
+    await _svc(request).delete_signal(signal_id)
+    return Response(status_code=204)
+
+
+@router.get("/channels", tags=["signals"], summary="Channels that have signals")
+async def channels(request: Request) -> dict[str, Any]:
+    return {"data": await _svc(request).channels()}
+
+
+@router.get("/bots", tags=["ingestion"], summary="Ingestion figures per source")
+async def bots(request: Request) -> dict[str, Any]:
+    return {"data": await _svc(request).bots()}
+
+
+@router.get("/forwarded-messages", tags=["ingestion"], summary="Raw messages, newest first")
+async def forwarded_messages(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    channelId: Annotated[str | None, Query(max_length=64)] = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    to: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
+    data = await _svc(request).forwarded(limit, channelId, parse_when(from_, "from"), parse_when(to, "to", True))
+    return {"data": data}
+
+
+@router.get("/logs", tags=["operations"], summary="This service's recent log records, newest first")
+async def logs(
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    level: Literal["debug", "info", "warn", "warning", "error", "critical"] | None = None,
+) -> dict[str, Any]:
+    return {"data": recent_records(limit, level)}
+
+
+# The channel registry
+
+
+class ChannelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    label: str = Field(min_length=1, max_length=200)
+    channel_id: str = Field(pattern=r"^-?\d{1,20}$")
+    channel_type: Literal["source", "destination"] = "source"
+    description: str = Field("", max_length=2000)
+    status: Literal["active", "inactive"] = "active"
+
+
+class ChannelUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    label: str | None = Field(None, min_length=1, max_length=200)
+    channel_id: str | None = Field(None, pattern=r"^-?\d{1,20}$")
+    channel_type: Literal["source", "destination"] | None = None
+    description: str | None = Field(None, max_length=2000)
+    status: Literal["active", "inactive"] | None = None
+
+
+@router.get("/telegram-channels", tags=["registry"], summary="Registered channels")
+async def registry_list(
+    request: Request,
+    status: Literal["active", "inactive"] | None = None,
+    channel_type: Literal["source", "destination"] | None = None,
+) -> dict[str, Any]:
+    return {"data": await _svc(request).registry_list(status, channel_type)}
+
+
+@router.post("/telegram-channels", tags=["registry"], status_code=201, summary="Register a channel (API key)")
+async def registry_create(request: Request, body: ChannelCreate) -> dict[str, Any]:
+    require_api_key(request)
+    return {"data": await _svc(request).registry_create(body.model_dump())}
+
+
+@router.get("/telegram-channels/{channel_pk}", tags=["registry"], summary="One registered channel")
+async def registry_get(request: Request, channel_pk: str) -> dict[str, Any]:
+    return {"data": await _svc(request).registry_get(channel_pk)}
+
+
+@router.put("/telegram-channels/{channel_pk}", tags=["registry"], summary="Update a registered channel (API key)")
+async def registry_update(request: Request, channel_pk: str, body: ChannelUpdate) -> dict[str, Any]:
+    require_api_key(request)
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    return {"data": await _svc(request).registry_update(channel_pk, changes)}
+
+
+@router.delete("/telegram-channels/{channel_pk}", tags=["registry"], status_code=204,
+               summary="Remove a registered channel (API key)")
+async def registry_delete(request: Request, channel_pk: str) -> Response:
+    require_api_key(request)
+    await _svc(request).registry_delete(channel_pk)
+    return Response(status_code=204)

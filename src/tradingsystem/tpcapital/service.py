@@ -1,0 +1,279 @@
+"""TP Capital's rules: who may ingest, how a message becomes a signal or an update, what queries return."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import asyncpg
+import structlog
+
+from tradingsystem.core.db import Database
+from tradingsystem.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from tradingsystem.tpcapital import repository as repo
+from tradingsystem.tpcapital.metrics import TpCapitalMetrics
+from tradingsystem.tpcapital.models import IngestMessage, failure_reason, validate_ingest
+from tradingsystem.tpcapital.parser import parse_message, to_json_dict
+
+log = structlog.get_logger(__name__)
+MAX_BATCH = 1000
+SOURCES = ("user", "bot", "backfill", "import", "replay")
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    """Decimals as exact strings for storage in jsonb (numbers there would be floats)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def parse_for_storage(message: IngestMessage) -> dict[str, Any]:
+    if message.kind == "delete":
+        return {"kind": "noise", "reason": "deleted"}
+    return _plain(to_json_dict(parse_message(message.text)))  # type: ignore[no-any-return]
+
+
+def _number(value: Decimal | None) -> int | float | None:
+    if value is None:
+        return None
+    return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+
+
+def signal_json(row: asyncpg.Record) -> dict[str, Any]:
+    targets = [_number(t) for t in row["targets"]]
+    return {
+        "id": row["id"],
+        "ts": int(row["message_date"].timestamp() * 1000),
+        "channel": row["channel_id"],
+        "channel_title": row["channel_title"],
+        "message_id": row["message_id"],
+        "signal_type": row["signal_type"],
+        "asset": row["asset"],
+        "buy_min": _number(row["buy_min"]),
+        "buy_max": _number(row["buy_max"]),
+        "target_1": targets[0] if targets else None,
+        "target_2": targets[1] if len(targets) > 1 else None,
+        "target_final": _number(row["target_final"]),
+        "targets": targets,
+        "stop": _number(row["stop"]),
+        "raw_message": row["raw_message"],
+        "source": row["source"],
+        "revision": row["revision"],
+        "deleted": row["deleted"],
+        "ingested_at": _iso(row["ingested_at"]),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+def channel_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "label": row["label"],
+        "channel_id": row["channel_id"],
+        "channel_type": row["channel_type"],
+        "description": row["description"],
+        "status": row["status"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+    }
+
+
+class TokenChecker:
+    """The gateway's shared secret: a comma list so that a token can be rotated without downtime."""
+
+    def __init__(self, tokens: str) -> None:
+        self.tokens = [t.strip().encode() for t in tokens.split(",") if t.strip()]
+
+    def valid(self, presented: str | None) -> bool:
+        if not presented:
+            return False
+        candidate = presented.encode()
+        ok = False
+        for token in self.tokens:  # compare with every token, so timing says nothing about which matched
+            ok |= hmac.compare_digest(candidate, token)
+        return ok
+
+
+class TpCapitalService:
+    def __init__(self, db: Database, metrics: TpCapitalMetrics, tokens: TokenChecker) -> None:
+        self.db = db
+        self.metrics = metrics
+        self.tokens = tokens
+
+    def authenticate(self, token: str | None) -> None:
+        if not self.tokens.valid(token):
+            self.metrics.auth_failures.inc()
+            log.warning("Rejected ingest: invalid or missing gateway token")
+            raise Unauthorized("Invalid or missing authentication token")
+
+    def _reject(self, details: list[str]) -> None:
+        self.metrics.validation_failures.labels(failure_reason(details)).inc()
+        log.info("Rejected payload", details=details)
+
+    def _outcome(self, message: IngestMessage, parsed: dict[str, Any], row: asyncpg.Record) -> dict[str, Any]:
+        if not row["stored"]:
+            self.metrics.duplicates.inc()
+            return {"success": True, "messageId": message.message_id, "stored": False, "reason": "duplicate"}
+        kind = parsed["kind"]
+        self.metrics.stored.inc()
+        self.metrics.parsed.labels(kind).inc()
+        return {"success": True, "messageId": message.message_id, "stored": True, "kind": kind,
+                "signalId": row["signal_id"]}
+
+    async def ingest_one(self, payload: Any) -> dict[str, Any]:
+        message, details, warnings = validate_ingest(payload)
+        if message is None:
+            self._reject(details)
+            raise ValidationFailed(details)
+        self.metrics.received.inc()
+        if warnings:
+            log.warning("Unusual payload", warnings=warnings, channel_id=message.channel_id)
+        parsed = parse_for_storage(message)
+        rows = await self.db.run(lambda c: repo.ingest(c, [message], [parsed]))
+        return self._outcome(message, parsed, rows[0])
+
+    async def ingest_batch(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            self._reject(["messages is required"])
+            raise ValidationFailed(["messages is required and must be a list"])
+        items: list[Any] = body["messages"]
+        if len(items) > MAX_BATCH:
+            self.metrics.validation_failures.labels("batch_too_large").inc()
+            raise ValidationFailed([f"messages must have at most {MAX_BATCH} items"])
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        valid: list[tuple[int, IngestMessage, dict[str, Any]]] = []
+        for index, item in enumerate(items):
+            message, details, _ = validate_ingest(item)
+            if message is None:
+                self._reject(details)
+                given = item.get("messageId") if isinstance(item, dict) else None
+                results[index] = {"messageId": given, "stored": False, "error": "Validation failed",
+                                  "details": details}
+                continue
+            self.metrics.received.inc()
+            valid.append((index, message, parse_for_storage(message)))
+        if valid:
+            # Sorted by message key so that concurrent batches take their per-message locks in one order.
+            ordered = sorted(valid, key=lambda v: (v[1].channel_id, v[1].message_id))
+            rows = await self.db.run(
+                lambda c: repo.ingest(c, [m for _, m, _ in ordered], [p for _, _, p in ordered])
+            )
+            for (index, message, parsed), row in zip(ordered, rows, strict=True):
+                outcome = self._outcome(message, parsed, row)
+                outcome.pop("success")
+                if outcome.get("signalId") is None:
+                    outcome.pop("signalId", None)
+                results[index] = outcome
+        return {"success": True, "results": results}
+
+    async def list_signals(self, f: repo.SignalFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        rows, total = await self.db.run(lambda c: repo.list_signals(c, f, limit, offset))
+        return [signal_json(r) for r in rows], total
+
+    async def get_signal(self, signal_id: int) -> dict[str, Any]:
+        row = await self.db.run(lambda c: repo.get_signal(c, signal_id))
+        if row is None:
+            raise NotFound(f"Signal {signal_id} not found")
+        return signal_json(row)
+
+    async def delete_signal(self, signal_id: int) -> None:
+        if not await self.db.run(lambda c: repo.soft_delete_signal(c, signal_id)):
+            raise NotFound(f"Signal {signal_id} not found")
+
+    async def channels(self) -> list[dict[str, Any]]:
+        rows = await self.db.run(repo.list_channels)
+        return [{"channel": r["channel_id"], "channel_title": r["channel_title"], "signal_count": r["signal_count"],
+                 "last_signal": _iso(r["last_signal"])} for r in rows]
+
+    async def bots(self) -> list[dict[str, Any]]:
+        figures = {r["source"]: r for r in await self.db.run(repo.source_figures)}
+        return [{"source": source, "messages": int(figures[source]["messages"]) if source in figures else 0,
+                 "last_message_at": _iso(figures[source]["last_message_at"]) if source in figures else None}
+                for source in SOURCES]
+
+    async def forwarded(self, limit: int, channel: str | None, since: datetime | None,
+                        until: datetime | None) -> list[dict[str, Any]]:
+        rows = await self.db.run(lambda c: repo.forwarded_messages(c, limit, channel, since, until))
+        return [{"id": r["id"], "channel_id": r["channel_id"], "message_id": r["message_id"],
+                 "message_text": r["text"], "original_timestamp": _iso(r["message_date"]), "photos": r["photos"],
+                 "received_at": _iso(r["received_at"]), "kind": r["kind"], "edit_date": _iso(r["edit_date"])}
+                for r in rows]
+
+    # The channel registry
+
+    async def registry_list(self, status: str | None, channel_type: str | None) -> list[dict[str, Any]]:
+        return [channel_json(r) for r in await self.db.run(lambda c: repo.registry_list(c, status, channel_type))]
+
+    async def registry_get(self, channel_pk: str) -> dict[str, Any]:
+        row = await self.db.run(lambda c: repo.registry_get(c, channel_pk))
+        if row is None:
+            raise NotFound(f"Channel {channel_pk} not found")
+        return channel_json(row)
+
+    async def registry_create(self, values: dict[str, Any]) -> dict[str, Any]:
+        row = await self.db.run(lambda c: repo.registry_insert(c, values))
+        if row is None:
+            raise Conflict("Channel already registered with this type")
+        return channel_json(row)
+
+    async def registry_update(self, channel_pk: str, changes: dict[str, Any]) -> dict[str, Any]:
+        if not changes:
+            raise ValidationFailed(["body must contain at least one field to update"])
+        try:
+            row = await self.db.run(lambda c: repo.registry_update(c, channel_pk, changes))
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict("Channel already registered with this type") from exc
+        if row is None:
+            raise NotFound(f"Channel {channel_pk} not found")
+        return channel_json(row)
+
+    async def registry_delete(self, channel_pk: str) -> None:
+        if not await self.db.run(lambda c: repo.registry_delete(c, channel_pk)):
+            raise NotFound(f"Channel {channel_pk} not found")
+
+    async def gateway_channels(self) -> list[dict[str, Any]]:
+        return await self.registry_list("active", "source")
+
+
+async def reparse_all(db: Database, progress: Callable[[int, int], None] | None = None,
+                      page_size: int = 2000) -> dict[str, int]:
+    """Re-run the parser over every stored message and re-derive signals and events (idempotent)."""
+    total = await db.run(repo.count_messages)
+    done = 0
+    last_id = 0
+    kinds = {"signal": 0, "update": 0, "noise": 0}
+    while True:
+        rows = await db.run(partial(repo.messages_page, after_id=last_id, size=page_size))
+        if not rows:
+            break
+        parses = []
+        for r in rows:
+            if r["kind"] == "delete":
+                parsed: dict[str, Any] = {"kind": "noise", "reason": "deleted"}
+            else:
+                parsed = _plain(to_json_dict(parse_message(r["text"])))
+            kinds[parsed["kind"]] += 1
+            parses.append(parsed)
+        ids, dates = [r["id"] for r in rows], [r["message_date"] for r in rows]
+        await db.run(partial(repo.store_parses, ids=ids, dates=dates, parsed=parses), transaction=True)
+        last_id = rows[-1]["id"]
+        done += len(rows)
+        if progress is not None:
+            progress(done, total)
+    signals = await db.run(repo.rebuild_derived, transaction=True)
+    return {"messages": done, "signals": signals, **kinds}
