@@ -258,3 +258,45 @@ async def test_wrong_modes_are_tightened_at_start(harness: Harness) -> None:
         await wait_until(lambda: harness.source.state == "connected")
     assert harness.store.path.stat().st_mode & 0o777 == 0o600
     assert harness.store.directory.stat().st_mode & 0o777 == 0o700
+
+
+async def test_real_telethon_client_unreachable_telegram_is_disconnected_not_fatal(tmp_path: Path) -> None:
+    """The real `TelegramClient` (catch_up, sequential updates) against a loopback port that refuses."""
+    import socket
+
+    from tradingsystem.gateway.sources.user import telethon_client_factory
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    store = SessionStore(tmp_path / ".session", "telegram-gateway")
+    store.secure()
+    temp = store.temp_path()
+    session = SQLiteSession(str(temp))
+    session.set_dc(2, "127.0.0.1", closed_port)
+    session.auth_key = AuthKey(os.urandom(256))
+    session.save()
+    session.close()
+    store.install(temp)
+
+    attempts: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        attempts.append(seconds)
+        await asyncio.sleep(0.01)
+
+    source = UserSource(
+        store,
+        telethon_client_factory(12345, "0123456789abcdef0123456789abcdef"),
+        StaticMonitored((MARKED,)),
+        Cursors(tmp_path / "cursors.json"),
+        backoff_initial=0.01,
+        backoff_max=0.05,
+        sleep=sleep,
+    )
+    async with running(source, RecordingSink()) as task:
+        await wait_until(lambda: len(attempts) >= 2, within=60, what="reconnect attempts")
+        assert source.state == "disconnected"
+        assert not task.done()
+    # The session was not blamed for a network problem.
+    assert store.path.exists()
