@@ -22,6 +22,23 @@ app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 
 
+def _register_components() -> None:
+    # Each component owns its own sub-commands; they import only typer at module level, so --help stays fast.
+    from tradingsystem.tpcapital.cli import signals_app
+
+    @signals_app.command("reparse")
+    def reparse() -> None:
+        """Re-run the parser over every stored raw message and re-derive signals and events (idempotent)."""
+        from tradingsystem.tpcapital.reparse import reparse_command
+
+        raise typer.Exit(reparse_command())
+
+    app.add_typer(signals_app, name="signals")
+
+
+_register_components()
+
+
 class ServiceName(StrEnum):
     gateway = "gateway"
     api = "api"
