@@ -202,6 +202,17 @@ class IngestClient:
         return out
 
 
+async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait for `event` at most `timeout_s`; True when it was set. (asyncio.timeout, unlike wait_for on
+    Python 3.11, never swallows a cancellation that arrives together with the timeout.)"""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 def _message_id(payload: IngestPayload) -> int | None:
     value = payload.get("messageId")
     return value if isinstance(value, int) else None
@@ -293,11 +304,8 @@ class Publisher:
                 entries = await asyncio.to_thread(self.journal.next_pending, channel_id, after, 100)
                 entries = [e for e in entries if e.seq not in self._acked]
                 if not entries:
-                    try:
-                        await asyncio.wait_for(wake.wait(), timeout=self.idle_worker_s)
-                    except TimeoutError:
-                        if not wake.is_set():
-                            return
+                    if not await _wait(wake, self.idle_worker_s) and not wake.is_set():
+                        return
                     continue
                 for entry in entries:
                     await self._deliver(entry)
@@ -398,14 +406,13 @@ class Publisher:
         self._acked.difference_update(batch)
 
     async def _mark_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._marks_wanted.wait()
             self._marks_wanted.clear()
             try:
                 await self._flush_marks()
             except JournalError:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._api_answered.wait(), timeout=1.0)
+                await _wait(self._api_answered, 1.0)
                 self._marks_wanted.set()
 
     # -- failure queue re-drive ------------------------------------------------------------------------
@@ -450,9 +457,8 @@ class Publisher:
             await self._flush_marks()
 
     async def _redrive_loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._api_answered.wait(), timeout=self.redrive_interval_s)
+        while not self._stopping:
+            await _wait(self._api_answered, self.redrive_interval_s)
             self._api_answered.clear()
             try:
                 await self.redrive()
@@ -471,7 +477,7 @@ class Publisher:
 
     async def _housekeeping_loop(self) -> None:
         last_prune = time.monotonic()
-        while True:
+        while not self._stopping:
             await asyncio.sleep(1.0)
             try:
                 await self.refresh_gauges()
