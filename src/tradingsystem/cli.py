@@ -21,6 +21,10 @@ workspace_app = typer.Typer(help="Workspace maintenance: migrate a legacy LowDB 
 app.add_typer(db_app, name="db")
 app.add_typer(workspace_app, name="workspace")
 
+from tradingsystem.launcher.cli import register as register_launcher  # noqa: E402
+
+register_launcher(app)  # up, down, status, health, logs
+
 
 def _register_components() -> None:
     # Each component owns its own sub-commands; they import only typer at module level, so --help stays fast.

@@ -1,0 +1,1 @@
+"""The local launcher: `tradingsystem up|down|status|health|logs`, every process under one supervisord."""
