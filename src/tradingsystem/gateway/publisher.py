@@ -202,6 +202,16 @@ class IngestClient:
         return out
 
 
+def replay_outcome(result: SendResult) -> ReplayOutcome:
+    """How a failure-queue replay treats one answer: refused lines stay with the reason; anything
+    transient (network, 5xx, 429) means the API is not taking messages now, so the replay stops."""
+    if result.ok:
+        return ReplayOutcome(delivered=True)
+    if result.permanent:
+        return ReplayOutcome(delivered=False, error=REJECTED_PREFIX + (result.error or "rejected"))
+    return ReplayOutcome(delivered=False, error=result.error, unreachable=True)
+
+
 async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
     """Wait for `event` at most `timeout_s`; True when it was set. (asyncio.timeout, unlike wait_for on
     Python 3.11, never swallows a cancellation that arrives together with the timeout.)"""
@@ -421,11 +431,9 @@ class Publisher:
         result = await self.client.send(payload)
         if result.ok:
             self._acknowledged(None, str(payload.get("channelId")), int(payload.get("messageId") or 0))
-            return ReplayOutcome(delivered=True)
-        if result.permanent:
-            return ReplayOutcome(delivered=False, error=REJECTED_PREFIX + (result.error or "rejected"))
-        self._api_down(result.error)
-        return ReplayOutcome(delivered=False, error=result.error, unreachable=True)
+        elif not result.permanent:
+            self._api_down(result.error)
+        return replay_outcome(result)
 
     async def redrive(self) -> None:
         """Send the failure queue (except lines the API refused as invalid) and held entries again."""

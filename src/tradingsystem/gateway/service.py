@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -91,6 +91,9 @@ def load_sources(settings: GatewaySettings, monitored: Monitored, cursors: Curso
     return list(build(settings, monitored, cursors))
 
 
+SourceFactory = Callable[[GatewaySettings, Monitored, CursorReader], list[Source]]
+
+
 def utc_iso(moment: datetime | None = None) -> str:
     moment = moment or datetime.now(UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -99,7 +102,7 @@ def utc_iso(moment: datetime | None = None) -> str:
 class GatewayService:
     """Everything the gateway process runs; `start`/`stop` bracket the HTTP server's lifetime."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, source_factory: SourceFactory = load_sources) -> None:
         if not settings.tokens:
             raise ValueError("GATEWAY_SECRET_TOKEN is required")
         self.settings = settings
@@ -114,6 +117,7 @@ class GatewayService:
         self.schedule = RetrySchedule(settings.max_retries, settings.base_retry_delay_ms)
         self.publisher = Publisher(self.journal, self.queue, self.cursors, self.metrics, self.client, self.schedule)
         self.registry = ChannelRegistry(settings.source_channel_ids, self.client)
+        self.source_factory = source_factory
         self.sources: list[Source] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = time.monotonic()
@@ -127,7 +131,7 @@ class GatewayService:
         await self.publisher.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.registry.run(), name="channel-registry"))
-        self.sources = load_sources(self.settings, self.registry, self.cursors)
+        self.sources = self.source_factory(self.settings, self.registry, self.cursors)
         for source in self.sources:
             self._tasks.append(loop.create_task(self._run_source(source), name=f"source-{source.name}"))
         self._tasks.append(loop.create_task(self._watch_state(), name="telegram-state"))

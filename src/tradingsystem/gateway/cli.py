@@ -1,0 +1,115 @@
+"""`tradingsystem gateway …` commands: the failure queue (status, replay) and room for login/import/install-service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tradingsystem.gateway.failure_queue import FailureQueue, ReplayOutcome, ReplayReport
+from tradingsystem.gateway.publisher import IngestClient, replay_outcome
+from tradingsystem.gateway.settings import GatewaySettings
+from tradingsystem.gateway.types import IngestPayload
+
+gateway_app = typer.Typer(help="Telegram Gateway: failure queue, login, import.", no_args_is_help=True)
+queue_app = typer.Typer(help="The failure queue of messages the API did not take.", no_args_is_help=True)
+gateway_app.add_typer(queue_app, name="queue")
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _settings() -> GatewaySettings:
+    return GatewaySettings()
+
+
+def _queue(settings: GatewaySettings) -> FailureQueue:
+    return FailureQueue(settings.queue_path, settings.failure_queue_max_bytes, settings.failure_queue_warn_bytes)
+
+
+# -- queue ---------------------------------------------------------------------------------------------
+
+
+@queue_app.command("status")
+def queue_status(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Lines, bytes and the oldest `failedAt` of the failure queue."""
+    settings = _settings()
+    queue = _queue(settings)
+    status = queue.status()
+    if as_json:
+        typer.echo(json.dumps({
+            "path": str(queue.path),
+            "lines": status.lines,
+            "bytes": status.bytes,
+            "oldestFailedAt": status.oldest_failed_at,
+            "warnBytes": queue.warn_bytes,
+            "maxBytes": queue.max_bytes,
+        }))
+        return
+    table = Table(title="Failure queue", show_header=False)
+    table.add_row("path", str(queue.path))
+    table.add_row("lines", str(status.lines))
+    table.add_row("bytes", f"{status.bytes} (warning at {queue.warn_bytes}, cap {queue.max_bytes})")
+    table.add_row("oldest failedAt", status.oldest_failed_at or "-")
+    console.print(table)
+
+
+@queue_app.command("replay")
+def queue_replay() -> None:
+    """Send every queued message to the API again; only the delivered lines are removed."""
+    settings = _settings()
+    if not settings.tokens:
+        err_console.print("FATAL: GATEWAY_SECRET_TOKEN is required")
+        raise typer.Exit(1)
+    queue = _queue(settings)
+    total = queue.status().lines
+    if total == 0:
+        console.print(f"Failure queue is empty ({queue.path}).")
+        return
+    report = asyncio.run(_replay(settings, queue, total))
+    console.print(f"delivered: {report.delivered}  remaining: {report.remaining}")
+    if "another replay is already running" in report.errors:
+        err_console.print("Another replay (the running gateway or another command) holds the queue; try again.")
+        raise typer.Exit(1)
+    if report.unreachable:
+        reason = report.errors[-1] if report.errors else "no answer"
+        err_console.print(
+            f"The API at {settings.api_endpoint} is not taking messages ({reason}). Nothing was lost: the "
+            "remaining lines stay in the queue. Check that the TP Capital API is running "
+            "(`tradingsystem status`) and that API_ENDPOINT and GATEWAY_SECRET_TOKEN are right, then run "
+            "`tradingsystem gateway queue replay` again."
+        )
+        raise typer.Exit(1)
+    if report.failed:
+        err_console.print(f"{report.failed} lines were refused by the API and stay in the queue: "
+                          + "; ".join(report.errors[:3]))
+
+
+async def _replay(settings: GatewaySettings, queue: FailureQueue, total: int) -> ReplayReport:
+    client = IngestClient(settings.api_endpoint, settings.tokens[0], settings.api_timeout_ms)
+
+    async def send(payload: IngestPayload) -> ReplayOutcome:
+        return replay_outcome(await client.send(payload))
+
+    columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("replay", total=total)
+            return await queue.replay(
+                send,
+                include_permanent=True,
+                progress=lambda done, _total: progress.update(task, completed=done),
+            )
+    finally:
+        await client.aclose()
+
+
+# -- login, import, install-service --------------------------------------------------------------------
+# These commands belong to the session store, the export reader and the systemd unit; they are
+# registered on `gateway_app` next to this section.

@@ -1,0 +1,375 @@
+"""The gateway process: health states and fields, metrics at startup, full disk, kill -9, registry, queue commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests.support.fs import TinyFilesystem, fill
+from tests.support.ingest_server import IngestStandIn
+from tests.support.servers import ProcessServer, ThreadServer, wait_until
+from tradingsystem.core.embedded import free_port
+from tradingsystem.gateway.cli import gateway_app
+from tradingsystem.gateway.failure_queue import FailureQueue
+from tradingsystem.gateway.journal import Journal, JournalFullError
+from tradingsystem.gateway.publisher import IngestClient
+from tradingsystem.gateway.service import ChannelRegistry, GatewayService, create_gateway_app
+from tradingsystem.gateway.settings import GatewaySettings
+from tradingsystem.gateway.types import CursorReader, IngestPayload, MessageSink, Monitored, Source, SourceState
+
+CONTRACT_METRICS = (
+    "telegram_connection_status",
+    "telegram_messages_received_total",
+    "telegram_messages_published_total",
+    'telegram_publish_failures_total{reason="max_retries"}',
+    "telegram_retry_attempts_total",
+    "telegram_failure_queue_size",
+    "telegram_failure_queue_bytes",
+    "telegram_journal_pending",
+    "telegram_publish_duration_seconds_bucket",
+)
+
+
+def payload(channel: str, message_id: int) -> dict[str, Any]:
+    return {"channelId": channel, "messageId": message_id, "timestamp": "2025-10-24T19:30:39Z",
+            "text": f"Ativo: PETR4 Compra: 30,10 Alvo 1: 31,00 ({message_id})", "kind": "new", "editDate": None,
+            "photos": [], "source": "bot", "chatTitle": "TP Capital", "forwardedFrom": None}
+
+
+class ScriptedSource:
+    """A source the test drives: it hands messages to the service's real sink and reports a state."""
+
+    def __init__(self, name: str, state: SourceState = "connected") -> None:
+        self.name = name
+        self._state: SourceState = state
+        self._sink: MessageSink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def state(self) -> SourceState:
+        return self._state
+
+    def set_state(self, state: SourceState) -> None:
+        self._state = state
+
+    async def run(self, sink: MessageSink) -> None:
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+        await asyncio.Event().wait()
+
+    def receive(self, message: IngestPayload) -> None:
+        """Returns when the gateway says the message is durable (then Telegram would be acknowledged)."""
+        wait_until(lambda: self._sink is not None, message=f"source {self.name} running")
+        assert self._sink is not None and self._loop is not None
+        asyncio.run_coroutine_threadsafe(self._sink(message), self._loop).result(timeout=30)
+
+
+def settings_for(api: IngestStandIn, data_dir: Path, **extra: Any) -> GatewaySettings:
+    values: dict[str, Any] = {
+        "gateway_data_dir": data_dir,
+        "api_endpoint": api.ingest_url,
+        "gateway_secret_token": f"{api.token},next-token",
+        "base_retry_delay_ms": 20,
+        "max_retries": 3,
+        "api_timeout_ms": 2000,
+        "gateway_port": free_port(),
+        **extra,
+    }
+    return GatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+class Gateway:
+    """An in-process gateway served for real on loopback, with scripted sources."""
+
+    def __init__(self, settings: GatewaySettings, sources: list[ScriptedSource]) -> None:
+        def factory(_: GatewaySettings, __: Monitored, ___: CursorReader) -> list[Source]:
+            return list(sources)
+
+        self.service = GatewayService(settings, source_factory=factory)
+        self.server = ThreadServer(create_gateway_app(self.service), settings.gateway_port)
+        self.sources = {s.name: s for s in sources}
+
+    def __enter__(self) -> Gateway:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        resp = httpx.get(self.server.url + "/health", timeout=5)
+        return resp.status_code, resp.json()
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.service.metrics.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else value
+
+
+@pytest.fixture
+def api() -> Iterator[IngestStandIn]:
+    with IngestStandIn() as server:
+        yield server
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """The test runner's environment without any gateway/Telegram configuration, plus `values`."""
+    prefixes = ("TELEGRAM_", "GATEWAY_", "API_", "FAILURE_QUEUE_", "MAX_RETRIES", "BASE_RETRY")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(values)
+    return env
+
+
+def gateway_process(tmp_path: Path, api: IngestStandIn, port: int, name: str = "gateway") -> ProcessServer:
+    env = clean_env(GATEWAY_PORT=str(port), GATEWAY_DATA_DIR=str(tmp_path / "data"),
+                    API_ENDPOINT=api.ingest_url, GATEWAY_SECRET_TOKEN=api.token, BASE_RETRY_DELAY_MS="20",
+                    API_TIMEOUT_MS="2000")
+    server = ProcessServer([sys.executable, "-m", "tradingsystem.gateway.service"], env, port,
+                           tmp_path / f"{name}.log")
+    # ProcessServer merges os.environ back in; drop what clean_env removed
+    server.env = env
+    return server
+
+
+# -- process-level ---------------------------------------------------------------------------------------
+
+
+def test_missing_token_is_fatal(tmp_path: Path) -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tradingsystem.gateway.service"],
+        env=clean_env(GATEWAY_DATA_DIR=str(tmp_path / "data"), GATEWAY_PORT=str(free_port())),
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert any(r["message"] == "FATAL: GATEWAY_SECRET_TOKEN is required" and r["level"] == "error" for r in lines)
+
+
+def test_unconfigured_gateway_serves_health_live_and_every_metric(tmp_path: Path, api: IngestStandIn) -> None:
+    gateway = gateway_process(tmp_path, api, free_port())
+    gateway.start()
+    try:
+        gateway.wait_healthy()
+        metrics = httpx.get(gateway.url + "/metrics", timeout=5).text
+        for name in CONTRACT_METRICS:
+            assert name in metrics, name
+        assert "telegram_connection_status 0.0" in metrics
+        assert 'telegram_publish_failures_total{reason="max_retries"} 0.0' in metrics
+        resp = httpx.get(gateway.url + "/health", timeout=5)
+        body = resp.json()
+        assert resp.status_code == 503
+        assert body["status"] == "unhealthy" and body["telegram"] == "not_configured"
+        assert body["sources"] == {"user": "not_configured", "bot": "not_configured"}
+        assert body["journalPending"] == 0 and body["failureQueue"] == {"lines": 0, "bytes": 0}
+        assert isinstance(body["uptime"], int | float) and body["timestamp"].endswith("Z")
+        assert "X-Correlation-Id" in resp.headers
+        assert httpx.get(gateway.url + "/health/live", timeout=5).status_code == 200
+        gateway.signal(signal.SIGTERM)
+        assert gateway.wait() == 0
+        assert "Graceful shutdown completed" in gateway.output()
+    finally:
+        gateway.stop()
+
+
+def test_kill_9_during_a_burst_loses_nothing(tmp_path: Path, api: IngestStandIn) -> None:
+    data = tmp_path / "data"
+    with Journal(data / "journal.db").open() as journal:
+        journal.append_many([payload(f"-100{n % 4}", n + 1) for n in range(200)])
+    api.delay_s = 0.01  # slow enough that the kill lands in the middle of the burst
+    port = free_port()
+    first = gateway_process(tmp_path, api, port, "first")
+    first.start()
+    try:
+        wait_until(lambda: api.distinct() >= 40, timeout=60, message="delivery under way")
+        assert first.proc is not None
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        first.stop()
+    delivered_before_restart = api.distinct()
+    second = gateway_process(tmp_path, api, port, "second")
+    second.start()
+    try:
+        wait_until(lambda: api.distinct() == 200, timeout=120, message="all 200 after the restart")
+        assert delivered_before_restart <= 200
+        wait_until(lambda: httpx.get(second.url + "/health", timeout=5).json()["journalPending"] == 0,
+                   message="journal drained")
+    finally:
+        second.stop()
+    for n in range(4):
+        ids = api.stored_ids(f"-100{n}")
+        assert sorted(ids) == list(range(n + 1, 201, 4))
+
+
+# -- in-process ------------------------------------------------------------------------------------------
+
+
+def test_health_follows_the_sources(tmp_path: Path, api: IngestStandIn) -> None:
+    user = ScriptedSource("user", "disconnected")
+    bot = ScriptedSource("bot", "connected")
+    with Gateway(settings_for(api, tmp_path / "data"), [user, bot]) as gw:
+        status, body = gw.health()
+        assert (status, body["status"], body["telegram"]) == (200, "healthy", "connected")
+        assert body["sources"] == {"user": "disconnected", "bot": "connected"}
+        wait_until(lambda: gw.metric("telegram_connection_status") == 1)
+
+        bot.set_state("disconnected")
+        status, body = gw.health()
+        assert (status, body["status"], body["telegram"]) == (503, "unhealthy", "disconnected")
+        assert "disconnected" in body["error"]
+        wait_until(lambda: gw.metric("telegram_connection_status") == 0)
+
+        user.set_state("login_required")
+        status, body = gw.health()
+        assert (status, body["telegram"]) == (503, "login_required")
+        assert "tradingsystem gateway login" in body["error"]
+
+        bot.set_state("connected")
+        status, body = gw.health()
+        assert (status, body["telegram"]) == (200, "connected")
+
+
+def test_replay_source_counts_as_working(tmp_path: Path, api: IngestStandIn) -> None:
+    replay = ScriptedSource("replay", "replay")
+    with Gateway(settings_for(api, tmp_path / "data"), [replay]) as gw:
+        status, body = gw.health()
+        assert (status, body["status"], body["telegram"]) == (200, "healthy", "replay")
+        assert body["sources"] == {"user": "not_configured", "bot": "not_configured", "replay": "replay"}
+
+
+def test_received_messages_are_delivered_and_counted(tmp_path: Path, api: IngestStandIn) -> None:
+    bot = ScriptedSource("bot")
+    with Gateway(settings_for(api, tmp_path / "data"), [bot]) as gw:
+        for i in range(1, 21):
+            bot.receive(payload("-1001649127710", i))
+        wait_until(lambda: api.stored_ids("-1001649127710") == list(range(1, 21)), message="20 delivered in order")
+        assert gw.metric("telegram_messages_received_total", {"channel_id": "-1001649127710"}) == 20
+        wait_until(lambda: gw.metric("telegram_messages_published_total") == 20)
+        wait_until(lambda: gw.health()[1]["journalPending"] == 0)
+        assert gw.service.cursors.last_acknowledged("-1001649127710") == 20
+
+
+def test_api_outage_degrades_health_then_recovers_by_itself(tmp_path: Path, api: IngestStandIn) -> None:
+    bot = ScriptedSource("bot")
+    settings = settings_for(api, tmp_path / "data", failure_queue_warn_bytes=300)
+    with Gateway(settings, [bot]) as gw:
+        api.stop()
+        bot.receive(payload("-1001", 1))
+        bot.receive(payload("-1001", 2))
+        wait_until(lambda: gw.health()[1]["failureQueue"]["lines"] == 2, message="both queued")
+        status, body = gw.health()
+        assert (status, body["status"]) == (200, "degraded")
+        assert body["failureQueue"]["bytes"] == settings.queue_path.stat().st_size
+        assert gw.metric("telegram_publish_failures_total", {"reason": "max_retries"}) == 2
+        assert gw.metric("telegram_failure_queue_bytes") > 300
+        api.start()
+        # the re-drive probes at the end of each retry window; a fresh message also shows the API is back
+        bot.receive(payload("-1001", 3))
+        wait_until(lambda: api.distinct() == 3, message="queue re-driven")
+        wait_until(lambda: gw.health()[1]["status"] == "healthy", message="healthy again")
+        assert gw.health()[1]["failureQueue"] == {"lines": 0, "bytes": 0}
+
+
+def test_full_disk_refuses_the_message_clearly_and_recovers(tmp_path: Path, api: IngestStandIn) -> None:
+    bot = ScriptedSource("bot")
+    with TinyFilesystem(tmp_path / "small", size_kib=2048) as fs:
+        with Gateway(settings_for(api, fs.path / "data"), [bot]) as gw:
+            bot.receive(payload("-1001", 1))
+            wait_until(lambda: api.distinct() == 1)
+            filler = fill(fs.path)
+            big = {**payload("-1001", 2), "text": "x" * 200_000}
+            with pytest.raises(JournalFullError):
+                bot.receive(big)  # the source is not acknowledged: Telegram will hand it over again
+            status, body = gw.health()
+            assert (status, body["status"]) == (503, "unhealthy")
+            assert "disk full" in body["error"]
+            filler.unlink()
+            bot.receive(big)
+            wait_until(lambda: api.distinct() == 2, message="delivered once space returned")
+            wait_until(lambda: gw.health()[0] == 200, message="healthy again")
+
+
+async def test_monitored_channels_are_configured_plus_registry_and_survive_an_api_outage(
+    api: IngestStandIn,
+) -> None:
+    api.channels = [
+        {"channel_id": "-1002222222222", "channel_type": "source", "status": "active"},
+        {"channel_id": "3333333333", "channel_type": "source", "status": "active"},
+        {"channel_id": "-1004444444444", "channel_type": "source", "status": "inactive"},
+        {"channel_id": "-1005555555555", "channel_type": "destination", "status": "active"},
+    ]
+    client = IngestClient(api.ingest_url, api.token, 2000)
+    try:
+        registry = ChannelRegistry(frozenset({"-1001111111111"}), client)
+        monitored: Monitored = registry
+        assert await registry.refresh()
+        assert monitored.channel_ids() == {"-1001111111111", "-1002222222222", "-1003333333333"}
+        assert monitored.is_monitored("3333333333") and not monitored.is_monitored("-1004444444444")
+        api.mode = "unavailable"
+        assert not await registry.refresh()
+        assert "-1002222222222" in monitored.channel_ids()  # last good list kept
+    finally:
+        await client.aclose()
+    empty = ChannelRegistry(frozenset(), IngestClient("http://127.0.0.1:9/ingest", "t", 500))
+    assert empty.is_monitored("-1009999")  # nothing configured: every channel
+
+
+# -- queue commands --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def queue_env(tmp_path: Path, api: IngestStandIn, monkeypatch: pytest.MonkeyPatch) -> FailureQueue:
+    for key in list(os.environ):
+        if key.startswith(("TELEGRAM_", "GATEWAY_", "API_", "FAILURE_QUEUE_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("API_ENDPOINT", api.ingest_url)
+    monkeypatch.setenv("GATEWAY_SECRET_TOKEN", api.token)
+    settings = GatewaySettings()
+    queue = FailureQueue(settings.queue_path, settings.failure_queue_max_bytes, settings.failure_queue_warn_bytes)
+    for i in range(1, 6):
+        queue.append(payload("-1001", i), 4, "HTTP 503: Database unavailable")
+    return queue
+
+
+def test_queue_status_reports_lines_bytes_and_oldest(queue_env: FailureQueue) -> None:
+    result = CliRunner().invoke(gateway_app, ["queue", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    first = json.loads(queue_env.path.read_bytes().splitlines()[0])
+    assert status["lines"] == 5 and status["bytes"] == queue_env.path.stat().st_size
+    assert status["oldestFailedAt"] == first["failedAt"]
+    table = CliRunner().invoke(gateway_app, ["queue", "status"])
+    assert table.exit_code == 0 and "oldest failedAt" in table.stdout
+
+
+def test_queue_replay_removes_only_delivered_lines(queue_env: FailureQueue, api: IngestStandIn) -> None:
+    api.reject = {3}
+    result = CliRunner().invoke(gateway_app, ["queue", "replay"])
+    assert result.exit_code == 0, result.output
+    assert "delivered: 4" in result.stdout and "remaining: 1" in result.stdout
+    assert sorted(api.stored_ids()) == [1, 2, 4, 5]
+    [line] = [json.loads(raw) for raw in queue_env.path.read_bytes().splitlines()]
+    assert line["messageId"] == 3 and line["attempts"] == 5 and "HTTP 400" in line["lastError"]
+
+
+def test_queue_replay_with_the_api_down_exits_1_and_keeps_everything(queue_env: FailureQueue,
+                                                                    api: IngestStandIn) -> None:
+    before = [json.loads(raw)["messageId"] for raw in queue_env.path.read_bytes().splitlines()]
+    api.stop()
+    result = CliRunner().invoke(gateway_app, ["queue", "replay"])
+    assert result.exit_code == 1
+    assert "not taking messages" in result.output and "tradingsystem gateway queue replay" in result.output
+    assert [json.loads(raw)["messageId"] for raw in queue_env.path.read_bytes().splitlines()] == before
