@@ -281,6 +281,21 @@ def test_api_outage_degrades_health_then_recovers_by_itself(tmp_path: Path, api:
         assert gw.health()[1]["failureQueue"] == {"lines": 0, "bytes": 0}
 
 
+def test_health_recovers_from_an_outage_even_with_nothing_left_to_send(tmp_path: Path,
+                                                                       api: IngestStandIn) -> None:
+    bot = ScriptedSource("bot")
+    with Gateway(settings_for(api, tmp_path / "data"), [bot]) as gw:
+        api.reject = {1}
+        api.stop()
+        bot.receive(payload("-1001", 1))
+        wait_until(lambda: gw.health()[1]["failureQueue"]["lines"] == 1, message="queued")
+        assert gw.health()[1]["status"] == "degraded"
+        api.start()
+        # the only queued line is refused on re-drive and stays; the probe still sees the API answer
+        wait_until(lambda: gw.health()[1]["status"] == "healthy", message="healthy again")
+        assert gw.health()[1]["failureQueue"]["lines"] == 1
+
+
 def test_full_disk_refuses_the_message_clearly_and_recovers(tmp_path: Path, api: IngestStandIn) -> None:
     bot = ScriptedSource("bot")
     with TinyFilesystem(tmp_path / "small", size_kib=2048) as fs:

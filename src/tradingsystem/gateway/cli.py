@@ -4,30 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from tradingsystem.gateway.failure_queue import FailureQueue, ReplayOutcome, ReplayReport
-from tradingsystem.gateway.publisher import IngestClient, replay_outcome
-from tradingsystem.gateway.settings import GatewaySettings
-from tradingsystem.gateway.types import IngestPayload
+if TYPE_CHECKING:  # imported inside the commands so that `--help` stays fast
+    from rich.console import Console
+
+    from tradingsystem.gateway.failure_queue import FailureQueue, ReplayOutcome, ReplayReport
+    from tradingsystem.gateway.settings import GatewaySettings
+    from tradingsystem.gateway.types import IngestPayload
 
 gateway_app = typer.Typer(help="Telegram Gateway: failure queue, login, import.", no_args_is_help=True)
 queue_app = typer.Typer(help="The failure queue of messages the API did not take.", no_args_is_help=True)
 gateway_app.add_typer(queue_app, name="queue")
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _consoles() -> tuple[Console, Console]:
+    from rich.console import Console
+
+    return Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> GatewaySettings:
+    from tradingsystem.gateway.settings import GatewaySettings
+
     return GatewaySettings()
 
 
 def _queue(settings: GatewaySettings) -> FailureQueue:
+    from tradingsystem.gateway.failure_queue import FailureQueue
+
     return FailureQueue(settings.queue_path, settings.failure_queue_max_bytes, settings.failure_queue_warn_bytes)
 
 
@@ -39,6 +47,9 @@ def queue_status(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Lines, bytes and the oldest `failedAt` of the failure queue."""
+    from rich.table import Table
+
+    console, _ = _consoles()
     settings = _settings()
     queue = _queue(settings)
     status = queue.status()
@@ -63,6 +74,7 @@ def queue_status(
 @queue_app.command("replay")
 def queue_replay() -> None:
     """Send every queued message to the API again; only the delivered lines are removed."""
+    console, err_console = _consoles()
     settings = _settings()
     if not settings.tokens:
         err_console.print("FATAL: GATEWAY_SECRET_TOKEN is required")
@@ -72,7 +84,7 @@ def queue_replay() -> None:
     if total == 0:
         console.print(f"Failure queue is empty ({queue.path}).")
         return
-    report = asyncio.run(_replay(settings, queue, total))
+    report = asyncio.run(_replay(settings, queue, total, console))
     console.print(f"delivered: {report.delivered}  remaining: {report.remaining}")
     if "another replay is already running" in report.errors:
         err_console.print("Another replay (the running gateway or another command) holds the queue; try again.")
@@ -91,7 +103,11 @@ def queue_replay() -> None:
                           + "; ".join(report.errors[:3]))
 
 
-async def _replay(settings: GatewaySettings, queue: FailureQueue, total: int) -> ReplayReport:
+async def _replay(settings: GatewaySettings, queue: FailureQueue, total: int, console: Console) -> ReplayReport:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tradingsystem.gateway.publisher import IngestClient, replay_outcome
+
     client = IngestClient(settings.api_endpoint, settings.tokens[0], settings.api_timeout_ms)
 
     async def send(payload: IngestPayload) -> ReplayOutcome:

@@ -183,6 +183,14 @@ class IngestClient:
                 out.append(BatchItemResult(_message_id(payload), True, duplicate=duplicate))
         return out
 
+    async def probe(self) -> bool:
+        """True when the API answers at all (any status below 500 on the registry URL)."""
+        try:
+            resp = await self._client.get(self.urls.channels, headers=self._headers)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code < 500
+
     async def fetch_channels(self) -> list[str]:
         """The API's active source channels (`GET …/gateway/channels`); raises on any failure."""
         resp = await self._client.get(self.urls.channels, headers=self._headers)
@@ -445,6 +453,11 @@ class Publisher:
                     self.queue.size() if not report.unreachable and report.failed == 0 else None
                 )
             await self._redrive_held()
+            if self.api_reachable is False and await self.client.probe():
+                # nothing was waiting to prove it, so ask: health must not stay "API unreachable"
+                log.info("API reachable", endpoint=self.client.urls.ingest)
+                self.api_reachable = True
+                self.last_error = None
             await self.refresh_gauges()
 
     async def _redrive_held(self) -> None:
