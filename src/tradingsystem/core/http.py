@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import asyncpg
 import orjson
 import structlog
 from fastapi import FastAPI, Request
@@ -249,6 +250,14 @@ def create_app(
     async def _service_error(request: Request, exc: ServiceError) -> Response:
         extra: dict[str, Any] = {"details": exc.details} if exc.details is not None else {}
         return errors.response(exc.status, exc.message, **extra)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _bad_data(request: Request, exc: asyncpg.DataError) -> Response:
+        # SQLSTATE class 22: a value PostgreSQL cannot hold (a NUL character, an out-of-range number) is the
+        # client's input, not our failure.
+        log.info("Rejected a value the database cannot store", path=request.url.path, error=str(exc))
+        return errors.response(400, "Validation failed",
+                               details=["a value in the request cannot be stored (for example a NUL character)"])
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> Response:
