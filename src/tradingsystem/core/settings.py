@@ -76,7 +76,7 @@ class HttpSettings(BaseSettings):
     rate_limit_max: int = Field(120, ge=1, validation_alias="RATE_LIMIT_MAX")
     rate_limit_window_ms: int = Field(60000, ge=1, validation_alias="RATE_LIMIT_WINDOW_MS")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
-    host: str = Field("0.0.0.0", validation_alias="HOST")
+    host: str = Field("127.0.0.1", validation_alias="HOST")
 
     def origins(self, own_port: int) -> list[str]:
         configured = [o.strip() for o in self.cors_origin.split(",") if o.strip()]
