@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import time
@@ -300,21 +301,26 @@ def build(settings: GatewaySettings | None = None) -> tuple[GatewaySettings, Fas
     return settings, create_gateway_app(GatewayService(settings))
 
 
-def app_factory() -> FastAPI:
-    """For `serve gateway --reload` (uvicorn factory)."""
+def _configure_logging(level: str) -> None:
     from tradingsystem.core.logging import configure_logging
 
+    configure_logging(SERVICE_NAME, level)
+    # one INFO line per POST would drown the log; failures are logged by the publisher with context
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def app_factory() -> FastAPI:
+    """For `serve gateway --reload` (uvicorn factory)."""
     settings = GatewaySettings()
-    configure_logging(SERVICE_NAME, settings.log_level)
+    _configure_logging(settings.log_level)
     return build(settings)[1]
 
 
 def run(settings: GatewaySettings | None = None, reload: bool = False) -> None:
     """Run the gateway in the foreground until SIGTERM/SIGINT (`tradingsystem serve gateway`)."""
-    from tradingsystem.core.logging import configure_logging
     from tradingsystem.core.server import serve
 
-    configure_logging(SERVICE_NAME, (settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO")))
+    _configure_logging(settings.log_level if settings else os.environ.get("LOG_LEVEL", "INFO"))
     settings, app = build(settings)
     if reload:
         serve(None, settings.gateway_host, settings.gateway_port,
