@@ -19,6 +19,7 @@ import structlog
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from tradingsystem.core.logging import fingerprint
 from tradingsystem.gateway.cursors import Cursors
 from tradingsystem.gateway.failure_queue import FailureQueue
 from tradingsystem.gateway.journal import Journal
@@ -140,6 +141,7 @@ class GatewayService:
             "Telegram gateway started",
             sources=[s.name for s in self.sources] or None,
             endpoint=self.client.urls.ingest,
+            token=fingerprint(self.settings.tokens[0]),
             data_dir=str(self.settings.gateway_data_dir),
             pending=await asyncio.to_thread(self.journal.pending_count),
         )
@@ -274,10 +276,13 @@ def create_gateway_app(service: GatewayService) -> FastAPI:
 
 
 def _prepare_data_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    # the journal holds message texts from private channels: keep it to the service's own user
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o700)
+    # the journal holds message texts from private channels: a directory we create is ours alone; an
+    # existing one is only reported, since it may be shared with other files the operator put there
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+    elif path.stat().st_mode & 0o077:
+        log.warning("GATEWAY_DATA_DIR is readable by other users", path=str(path),
+                    mode=oct(path.stat().st_mode & 0o777))
 
 
 def _fatal(message: str) -> NoReturn:
