@@ -590,13 +590,14 @@ def logs_command(service: str | None = None, follow: bool = False, lines: int = 
     def emit(name: str, line: str) -> None:
         sys.stdout.write((f"{name.ljust(width)} | " if prefix else "") + line + "\n")
 
+    # Followers note where each file ends before the tails are printed: no line falls in between.
+    followers = {name: Follower(path) for name, path in files.items()} if follow else {}
     for name, path in existing.items():
-        for line in tail_lines(path, lines):
+        for line in tail_lines(path, lines) if lines else []:
             emit(name, line)
     sys.stdout.flush()
     if not follow:
         return 0
-    followers = {name: Follower(path) for name, path in files.items()}
     try:
         while True:
             wrote = False

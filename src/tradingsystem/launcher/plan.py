@@ -78,6 +78,8 @@ class Program:
     # Killing the whole group matters for the Python services (reloader children); PostgreSQL
     # shuts its own backends down and must receive the signal alone.
     stopasgroup: bool = True
+    # Where the process starts; the services need the project directory (their `.env`).
+    directory: Path | None = None
 
     @property
     def url(self) -> str:
@@ -220,7 +222,7 @@ def build_plan(settings: LauncherSettings | None = None, *, token: str | None = 
         programs["postgres"] = Program(
             name="postgres", title="PostgreSQL (embedded)", command=embedded_db.server_args(),
             port=embedded_db.port, user=embedded_db.run_as, stopsignal="INT", stopwaitsecs=30, priority=10,
-            stopasgroup=False,
+            stopasgroup=False, directory=embedded_db.data_dir.resolve(),
         )
     programs["workspace"] = Program(
         name="workspace", title="Workspace API", command=service_command("workspace"), port=settings.workspace_port,
@@ -291,7 +293,7 @@ def render_config(plan: Plan) -> str:
             "",
             f"[program:{program.name}]",
             f"command={_conf_value(shlex.join(program.command))}",
-            f"directory={_conf_value(str(plan.workdir))}",
+            f"directory={_conf_value(str(program.directory or plan.workdir))}",
             # `up` starts the programs itself, in order, waiting for each one.
             "autostart=false",
             "autorestart=true",
