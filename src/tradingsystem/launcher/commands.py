@@ -31,6 +31,7 @@ from tradingsystem.launcher.plan import (
     Paths,
     Plan,
     Program,
+    UnrepresentableValue,
     build_plan,
     ensure_generated_token,
     paths,
@@ -391,6 +392,9 @@ def up_command(timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
         return 1
     except SupervisorError as exc:
         reporter.fail("supervisord", str(exc), plan.paths.supervisord_log)
+        return 1
+    except UnrepresentableValue as exc:
+        reporter.fail("configuration", str(exc))
         return 1
     if changed:
         console.print(f"\nAll services are up ({time.monotonic() - started:.1f} s).")

@@ -151,6 +151,9 @@ def up_containers_command(timeout_s: float = CONTAINER_TIMEOUT_S) -> int:
     except UpFailed as exc:
         reporter.fail(exc.component, exc.reason, exc.log_file)
         return 1
+    except ValueError as exc:
+        reporter.fail("configuration", str(exc))
+        return 1
     console.print(f"\n  Workspace API    http://127.0.0.1:{settings.workspace_port}/api/items")
     console.print(f"  TP Capital API   http://127.0.0.1:{settings.api_port}/signals")
     console.print(f"  Telegram Gateway http://127.0.0.1:{settings.gateway_port}/health")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import shlex
 import sys
@@ -252,14 +253,28 @@ def build_plan(settings: LauncherSettings | None = None, *, token: str | None = 
                 token_fingerprint=fingerprint, workdir=workdir)
 
 
+class UnrepresentableValue(ValueError):
+    """A value supervisord's configuration syntax cannot carry unchanged."""
+
+
 def _conf_value(value: str) -> str:
-    # supervisord expands %(name)s in every value: a literal percent sign must be doubled.
+    # supervisord reads inline comments (whitespace then `;` or `#`) and expands %(name)s in every
+    # value: refuse the first rather than silently cut a path, double the percent signs.
+    if "\n" in value or re.search(r"\s[;#]", value):
+        raise UnrepresentableValue(f"cannot write {value!r} into the supervisord configuration")
     return value.replace("%", "%%")
 
 
-def _env_value(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return _conf_value(f'"{escaped}"')
+def _env_value(key: str, value: str) -> str:
+    # supervisord splits `environment=` with a non-POSIX shlex: no escapes, and the quotes around a
+    # value are stripped, so the value itself may contain only the other quote character.
+    if value and (value[0] in "\"'" or value[-1] in "\"'"):
+        raise UnrepresentableValue(f"{key} cannot start or end with a quote in the supervisord configuration")
+    if '"' not in value:
+        return _conf_value(f'"{value}"')
+    if "'" not in value:
+        return _conf_value(f"'{value}'")
+    raise UnrepresentableValue(f"{key} cannot contain both quote characters in the supervisord configuration")
 
 
 def render_config(plan: Plan) -> str:
@@ -312,6 +327,6 @@ def render_config(plan: Plan) -> str:
         if program.user:
             lines.append(f"user={program.user}")
         if program.environment:
-            pairs = ",".join(f"{key}={_env_value(value)}" for key, value in sorted(program.environment.items()))
+            pairs = ",".join(f"{key}={_env_value(key, value)}" for key, value in sorted(program.environment.items()))
             lines.append(f"environment={pairs}")
     return "\n".join(lines) + "\n"
