@@ -106,6 +106,14 @@ async def check_database() -> Component:
                      redact(dsn), True, elapsed)
 
 
+def http_reason(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {CHECK_TIMEOUT_S:.0f} s"
+    return str(exc) or type(exc).__name__
+
+
 async def _get(client: httpx.AsyncClient, url: str) -> tuple[int, dict[str, Any] | None]:
     response = await client.get(url)
     try:
@@ -122,7 +130,7 @@ async def check_api(client: httpx.AsyncClient, name: str, title: str, port: int,
     try:
         code, body = await _get(client, url)
     except httpx.HTTPError as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = http_reason(exc)
         return Component(name, "critical", "down", f"{title} is not answering on 127.0.0.1:{port} ({reason}): "
                          f"{impact}", url, False, time.monotonic() - started)
     elapsed = time.monotonic() - started
@@ -149,7 +157,7 @@ async def check_gateway(client: httpx.AsyncClient, port: int, warn_bytes: int) -
     try:
         code, body = await _get(client, url)
     except httpx.HTTPError as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = http_reason(exc)
         return Component("gateway", "critical", "down",
                          f"Telegram Gateway is not answering on 127.0.0.1:{port} ({reason}): new Telegram "
                          "messages are not being received", url, False, time.monotonic() - started)
