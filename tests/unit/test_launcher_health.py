@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
 from tests.support.servers import ThreadServer
+
 from tradingsystem.core.embedded import free_port
 from tradingsystem.launcher.health import Report, collect, redact, render_json, render_prometheus, render_text
 from tradingsystem.launcher.plan import LauncherSettings
