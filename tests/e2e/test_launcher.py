@@ -217,3 +217,28 @@ def test_containers_mode_without_docker_is_a_clear_error(stack: Stack, tmp_path:
     result = stack.run("up", "--mode", "containers", path=str(empty_bin))
     assert result.returncode == 2
     assert "`docker` is not installed" in result.stdout
+
+
+def test_the_operator_scripts_wrap_the_commands(stack: Stack) -> None:
+    repo = Path(__file__).resolve().parents[2]
+
+    def script(relative: str, *args: str) -> subprocess.CompletedProcess[str]:
+        # The scripts run from the project directory: the var directory must be absolute.
+        return subprocess.run(["bash", str(repo / relative), *args], env=stack.env, capture_output=True, text=True,
+                              timeout=180, check=False)
+
+    assert script("scripts/universal/status.sh").returncode == 3
+    started = script("scripts/universal/start.sh")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "All services are up" in started.stdout
+    status = script("scripts/universal/status.sh", "--json")
+    assert status.returncode == 0
+    assert {p["state"] for p in json.loads(status.stdout)["programs"]} == {"RUNNING"}
+    wait_until(lambda: script("scripts/maintenance/health-check-all.sh").returncode == 0, timeout=60, interval=1,
+               message="health-check-all.sh to report healthy")
+    report = json.loads(script("scripts/maintenance/health-check-all.sh", "--format", "json").stdout)
+    assert set(report["components"]) == {"database", "workspace", "api", "gateway"}
+    stopped = script("scripts/universal/stop.sh")
+    assert stopped.returncode == 0 and "every port is free" in stopped.stdout
+    assert all_ports_free(stack)
+    assert script("scripts/maintenance/health-check-all.sh").returncode == 2
