@@ -218,8 +218,9 @@ def repeat(times: int, label: str, one: Callable[[int], dict[str, Any]],
     runs: list[dict[str, Any]] = []
     for attempt in range(times):
         figures = one(attempt)
-        log(f"{label} run {attempt + 1}/{times}: {score(figures):,.1f}"
-            f" (p99 {figures.get('latency_ms', {}).get('p99')} ms)")
+        lat = figures.get("latency_ms", {})
+        log(f"{label} run {attempt + 1}/{times}: {figures.get('throughput_rps', figures.get('achieved_rps'))} req/s, "
+            f"{figures.get('marked_per_s', '-')} stored/s, p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms")
         runs.append(figures)
     best = max(runs, key=score)
     return {**best, "runs": [round(score(r), 1) for r in runs]}
