@@ -28,6 +28,7 @@ register_launcher(app)  # up, down, status, health, logs
 
 def _register_components() -> None:
     # Each component owns its own sub-commands; they import only typer at module level, so --help stays fast.
+    from tradingsystem.gateway.cli import gateway_app
     from tradingsystem.tpcapital.cli import signals_app
 
     @signals_app.command("reparse")
@@ -38,6 +39,7 @@ def _register_components() -> None:
         raise typer.Exit(reparse_command())
 
     app.add_typer(signals_app, name="signals")
+    app.add_typer(gateway_app, name="gateway")
 
 
 _register_components()
@@ -66,7 +68,7 @@ def serve(
     else:
         from tradingsystem.gateway.service import run as run_gateway
 
-        run_gateway()
+        run_gateway(reload=reload)
 
 
 @db_app.command("migrate")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -129,3 +130,61 @@ async def _replay(settings: GatewaySettings, queue: FailureQueue, total: int, co
 # -- login, import, install-service --------------------------------------------------------------------
 # These commands belong to the session store, the export reader and the systemd unit; they are
 # registered on `gateway_app` next to this section.
+
+
+@gateway_app.command("login")
+def login(
+    force: bool = typer.Option(False, "--force", help="Log in again even if the current session is valid."),
+) -> None:
+    """Log the user account in: phone, code and 2FA password (no echo). A running gateway adopts the session."""
+    from tradingsystem.gateway.login import run_login
+
+    raise typer.Exit(run_login(_settings(), force=force))
+
+
+@gateway_app.command("import")
+def import_file(
+    path: Annotated[Path, typer.Argument(help="A Telegram Desktop export (result.json) of one channel.",
+                                         exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Backfill a channel from a Telegram Desktop export at full speed, through the journal and /ingest/batch.
+
+    Prints how many messages were delivered, duplicate (already stored), skipped (service messages, empty
+    messages) and failed (kept in the failure queue for `tradingsystem gateway queue replay`).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tradingsystem.core.logging import configure_logging
+    from tradingsystem.gateway.export import ExportError
+    from tradingsystem.gateway.importer import import_export
+
+    console, err_console = _consoles()
+    settings = _settings()
+    configure_logging("telegram-gateway-import", "WARNING")
+    if not settings.tokens:
+        err_console.print("FATAL: GATEWAY_SECRET_TOKEN is required")
+        raise typer.Exit(1)
+    columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            task = progress.add_task("import", total=None)
+            summary = asyncio.run(import_export(settings, path, lambda n: progress.advance(task, n)))
+    except ExportError as exc:
+        err_console.print(f"error: {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"delivered: {summary.delivered}  duplicate: {summary.duplicate}  "
+                  f"skipped: {summary.skipped}  failed: {summary.failed}")
+    if summary.failed:
+        err_console.print(f"{summary.failed} messages were not delivered; they wait in the failure queue "
+                          f"({settings.queue_path}). Run `tradingsystem gateway queue replay` once the API answers.")
+        raise typer.Exit(1)
+
+
+def _register_install_service() -> None:
+    from tradingsystem.gateway.systemd_unit import install_service_command
+
+    gateway_app.command("install-service", help="Install the hardened systemd unit tp-capital-gateway "
+                        "(--dry-run prints it).")(install_service_command)
+
+
+_register_install_service()
