@@ -388,3 +388,20 @@ def test_queue_replay_with_the_api_down_exits_1_and_keeps_everything(queue_env: 
     assert result.exit_code == 1
     assert "not taking messages" in result.output and "tradingsystem gateway queue replay" in result.output
     assert [json.loads(raw)["messageId"] for raw in queue_env.path.read_bytes().splitlines()] == before
+
+
+class FloodAwareSource(ScriptedSource):
+    """Like the user-account source: exposes a hook the service wires to the flood-wait metric."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.on_flood_wait: Any = None
+
+
+def test_flood_wait_seconds_are_counted(api: IngestStandIn, tmp_path: Path) -> None:
+    source = FloodAwareSource("user")
+    with Gateway(settings_for(api, tmp_path / "data"), [source]) as gateway:
+        wait_until(lambda: source.on_flood_wait is not None, message="the hook to be wired")
+        source.on_flood_wait(17)
+        assert gateway.metric("telegram_flood_wait_seconds_total") == 17
+        assert "telegram_flood_wait_seconds_total 17.0" in httpx.get(gateway.server.url + "/metrics").text

@@ -42,6 +42,10 @@ class GatewayMetrics:
             "telegram_publish_duration_seconds", "Duration of one POST to the ingest endpoint",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=r,
         )
+        # Not in the contract's list: an extra series, so that FloodWait pauses are visible to operators.
+        self.flood_wait_seconds = Counter(
+            "telegram_flood_wait_seconds", "Seconds waited because Telegram answered FloodWait", registry=r
+        )
         self.connection_status.set(0)
         for reason in FAILURE_REASONS:
             self.publish_failures.labels(reason=reason)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import sys
@@ -78,19 +77,10 @@ class ChannelRegistry:
 
 
 def load_sources(settings: GatewaySettings, monitored: Monitored, cursors: CursorReader) -> list[Source]:
-    """The Telegram sources the settings configure, from `tradingsystem.gateway.sources.build_sources`."""
-    try:
-        module = importlib.import_module("tradingsystem.gateway.sources")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tradingsystem.gateway.sources":
-            raise
-        log.warning("Telegram sources unavailable, running without sources")
-        return []
-    build = getattr(module, "build_sources", None)
-    if build is None:
-        log.warning("Telegram sources unavailable, running without sources")
-        return []
-    return list(build(settings, monitored, cursors))
+    """The Telegram sources the settings configure (user account, bot, replay), each optional."""
+    from tradingsystem.gateway.sources import build_sources
+
+    return list(build_sources(settings, monitored, cursors))
 
 
 SourceFactory = Callable[[GatewaySettings, Monitored, CursorReader], list[Source]]
@@ -135,6 +125,9 @@ class GatewayService:
         self._tasks.append(loop.create_task(self.registry.run(), name="channel-registry"))
         self.sources = self.source_factory(self.settings, self.registry, self.cursors)
         for source in self.sources:
+            if hasattr(source, "on_flood_wait"):
+                # Telegram asked us to slow down: count the seconds waited, so that alerts can see it.
+                source.on_flood_wait = self.metrics.flood_wait_seconds.inc
             self._tasks.append(loop.create_task(self._run_source(source), name=f"source-{source.name}"))
         self._tasks.append(loop.create_task(self._watch_state(), name="telegram-state"))
         log.info(
