@@ -477,6 +477,12 @@ def down_command() -> int:
         return 1
     if not anything:
         console.print("Nothing is running: nothing to stop.")
+        for name, port in known_ports().items():
+            if port_in_use(port):
+                # Not under our supervisord (another program, or a service left behind by a killed
+                # supervisord): named so the operator can decide, never stopped from here.
+                console.print(f"  note: port {port} ({name}) is in use by {describe_port_owner(port)}; "
+                              "not started by this launcher, left alone")
         return 0
     busy = wait_ports_free(known_ports())
     if busy:
