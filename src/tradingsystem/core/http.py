@@ -59,12 +59,6 @@ class FastJSON(Response):
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
-def utc_now_iso() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class ErrorShape:
     """How a service spells its error bodies (the Workspace wraps them in its envelope)."""
 

@@ -10,12 +10,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.gateway.types import IngestPayload
 
 log = structlog.get_logger(__name__)
@@ -69,10 +69,6 @@ class ReplayReport:
     remaining: int = 0
     unreachable: bool = False
     errors: list[str] = field(default_factory=list)
-
-
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -181,7 +177,7 @@ class FailureQueue:
     @staticmethod
     def encode(payload: IngestPayload, attempts: int, last_error: str, failed_at: str | None = None) -> bytes:
         record = {k: v for k, v in payload.items() if k not in QUEUE_FIELDS}
-        record.update({"failedAt": failed_at or utc_now_iso(), "attempts": attempts, "lastError": last_error})
+        record.update({"failedAt": failed_at or iso_ms(), "attempts": attempts, "lastError": last_error})
         return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
     def append(self, payload: IngestPayload, attempts: int, last_error: str) -> int:
@@ -289,7 +285,7 @@ class FailureQueue:
                                 report.errors.append(error)
                             record = line.record
                             new = self.encode(line.payload, int(record.get("attempts", 0)) + 1, error,
-                                              str(record.get("failedAt") or utc_now_iso()))
+                                              str(record.get("failedAt") or iso_ms()))
                             updated[line.offset] = new
                             kept_bytes += len(new)
                         if outcome.unreachable:

@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from tradingsystem.core.logging import fingerprint
+from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.gateway.cursors import Cursors
 from tradingsystem.gateway.failure_queue import FailureQueue
 from tradingsystem.gateway.journal import Journal
@@ -84,11 +84,6 @@ def load_sources(settings: GatewaySettings, monitored: Monitored, cursors: Curso
 
 
 SourceFactory = Callable[[GatewaySettings, Monitored, CursorReader], list[Source]]
-
-
-def utc_iso(moment: datetime | None = None) -> str:
-    moment = moment or datetime.now(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class GatewayService:
@@ -231,7 +226,7 @@ class GatewayService:
             "journalPending": pending,
             "failureQueue": {"lines": queue.lines, "bytes": queue.bytes},
             "uptime": round(time.monotonic() - self._started, 3),
-            "timestamp": utc_iso(),
+            "timestamp": iso_ms(),
         }
         if errors:
             body["error"] = "; ".join(errors)

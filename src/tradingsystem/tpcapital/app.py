@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import structlog
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import Scope
 
-from tradingsystem.core.db import Database, DatabaseStartupFailed
-from tradingsystem.core.http import create_app, uptime_s, utc_now_iso
+from tradingsystem.core.db import Database
+from tradingsystem.core.http import create_app
+from tradingsystem.core.lifecycle import DatabaseService
 from tradingsystem.core.logging import configure_logging, fingerprint
-from tradingsystem.core.migrations import migrate
 from tradingsystem.core.server import serve
 from tradingsystem.core.settings import ConfigError, DatabaseSettings, HttpSettings, fatal
 from tradingsystem.tpcapital.metrics import TpCapitalMetrics
@@ -56,33 +52,11 @@ def build_app(dsn: str | None = None) -> FastAPI:
                   status_gauge=metrics.db_status)
     service = TpCapitalService(db, metrics, tokens)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await db.connect()
-        except DatabaseStartupFailed:
-            log.critical("Database connection failed after retries")
-            raise
-        await db.run(lambda c: migrate(c, ["tp_capital"]))
-        log.info("TP Capital API started", port=settings.api_port,
-                 gateway_tokens=[fingerprint(t.decode()) for t in tokens.tokens],
-                 api_key="set" if settings.tp_capital_api_key else "unset (loopback-only mutations)")
-        yield
-        await db.close()
-        log.info("TP Capital API stopped")
-
-    async def health() -> tuple[int, dict[str, Any]]:
-        up = await db.ping()
-        body: dict[str, Any] = {
-            "status": "healthy" if up else "unhealthy",
-            "service": "tp-capital-api",
-            "database": "connected" if up else "disconnected",
-            "uptime": uptime_s(app),
-            "timestamp": utc_now_iso(),
-        }
-        if not up:
-            body["error"] = "Database unavailable"
-        return (200 if up else 503), body
+    lifecycle = DatabaseService(
+        db, name="tp-capital-api", title="TP Capital API", schema="tp_capital", port=settings.api_port,
+        gateway_tokens=[fingerprint(t.decode()) for t in tokens.tokens],
+        api_key="set" if settings.tp_capital_api_key else "unset (loopback-only mutations)",
+    )
 
     def exempt(scope: Scope) -> bool:
         # A gateway re-driving its queue must never be throttled; a caller with a wrong token is.
@@ -100,8 +74,8 @@ def build_app(dsn: str | None = None) -> FastAPI:
         port=settings.api_port,
         http=http,
         registry=metrics.registry,
-        health=health,
-        lifespan=lifespan,
+        health=lifecycle.health,
+        lifespan=lifecycle.lifespan,
         body_limits={"/ingest/batch": BATCH_BODY_LIMIT},
         rate_limit_exempt=exempt,
         observer=metrics.observe_request,

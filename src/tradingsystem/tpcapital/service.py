@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -14,6 +14,7 @@ import structlog
 
 from tradingsystem.core.db import Database
 from tradingsystem.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from tradingsystem.core.timeutil import iso_ms_or_none
 from tradingsystem.tpcapital import repository as repo
 from tradingsystem.tpcapital.metrics import TpCapitalMetrics
 from tradingsystem.tpcapital.models import IngestMessage, failure_reason, validate_ingest
@@ -22,12 +23,6 @@ from tradingsystem.tpcapital.parser import parse_message, to_json_dict
 log = structlog.get_logger(__name__)
 MAX_BATCH = 1000
 SOURCES = ("user", "bot", "backfill", "import", "replay")
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _plain(value: Any) -> Any:
@@ -74,9 +69,9 @@ def signal_json(row: asyncpg.Record) -> dict[str, Any]:
         "source": row["source"],
         "revision": row["revision"],
         "deleted": row["deleted"],
-        "ingested_at": _iso(row["ingested_at"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "ingested_at": iso_ms_or_none(row["ingested_at"]),
+        "created_at": iso_ms_or_none(row["created_at"]),
+        "updated_at": iso_ms_or_none(row["updated_at"]),
     }
 
 
@@ -88,8 +83,8 @@ def channel_json(row: asyncpg.Record) -> dict[str, Any]:
         "channel_type": row["channel_type"],
         "description": row["description"],
         "status": row["status"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_ms_or_none(row["created_at"]),
+        "updated_at": iso_ms_or_none(row["updated_at"]),
     }
 
 
@@ -198,20 +193,21 @@ class TpCapitalService:
     async def channels(self) -> list[dict[str, Any]]:
         rows = await self.db.run(repo.list_channels)
         return [{"channel": r["channel_id"], "channel_title": r["channel_title"], "signal_count": r["signal_count"],
-                 "last_signal": _iso(r["last_signal"])} for r in rows]
+                 "last_signal": iso_ms_or_none(r["last_signal"])} for r in rows]
 
     async def bots(self) -> list[dict[str, Any]]:
         figures = {r["source"]: r for r in await self.db.run(repo.source_figures)}
         return [{"source": source, "messages": int(figures[source]["messages"]) if source in figures else 0,
-                 "last_message_at": _iso(figures[source]["last_message_at"]) if source in figures else None}
+                 "last_message_at": iso_ms_or_none(figures[source]["last_message_at"]) if source in figures else None}
                 for source in SOURCES]
 
     async def forwarded(self, limit: int, channel: str | None, since: datetime | None,
                         until: datetime | None) -> list[dict[str, Any]]:
         rows = await self.db.run(lambda c: repo.forwarded_messages(c, limit, channel, since, until))
         return [{"id": r["id"], "channel_id": r["channel_id"], "message_id": r["message_id"],
-                 "message_text": r["text"], "original_timestamp": _iso(r["message_date"]), "photos": r["photos"],
-                 "received_at": _iso(r["received_at"]), "kind": r["kind"], "edit_date": _iso(r["edit_date"])}
+                 "message_text": r["text"], "original_timestamp": iso_ms_or_none(r["message_date"]),
+                 "photos": r["photos"], "received_at": iso_ms_or_none(r["received_at"]), "kind": r["kind"],
+                 "edit_date": iso_ms_or_none(r["edit_date"])}
                 for r in rows]
 
     # The channel registry

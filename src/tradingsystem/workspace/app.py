@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import structlog
 from fastapi import FastAPI
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tradingsystem.core.db import Database, DatabaseStartupFailed
-from tradingsystem.core.http import create_app, uptime_s, utc_now_iso
+from tradingsystem.core.db import Database
+from tradingsystem.core.http import create_app
+from tradingsystem.core.lifecycle import DatabaseService
 from tradingsystem.core.logging import configure_logging
-from tradingsystem.core.migrations import migrate
 from tradingsystem.core.server import serve
 from tradingsystem.core.settings import ConfigError, DatabaseSettings, HttpSettings, fatal
 from tradingsystem.workspace.metrics import WorkspaceMetrics
@@ -47,32 +43,8 @@ def build_app(dsn: str | None = None) -> FastAPI:
                   status_gauge=metrics.db_status)
     service = WorkspaceService(db, metrics)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        try:
-            await db.connect()
-        except DatabaseStartupFailed:
-            log.critical("Database connection failed after retries")
-            raise
-        await db.run(lambda c: migrate(c, ["workspace"]))
-        await service.refresh_item_count()
-        log.info("Workspace API started", port=port)
-        yield
-        await db.close()
-        log.info("Workspace API stopped")
-
-    async def health() -> tuple[int, dict[str, Any]]:
-        up = await db.ping()
-        body: dict[str, Any] = {
-            "status": "healthy" if up else "unhealthy",
-            "service": "workspace",
-            "database": "connected" if up else "disconnected",
-            "uptime": uptime_s(app),
-            "timestamp": utc_now_iso(),
-        }
-        if not up:
-            body["error"] = "Database unavailable"
-        return (200 if up else 503), body
+    lifecycle = DatabaseService(db, name="workspace", title="Workspace API", schema="workspace",
+                                on_ready=service.refresh_item_count, port=port)
 
     app = create_app(
         service="workspace",
@@ -81,8 +53,8 @@ def build_app(dsn: str | None = None) -> FastAPI:
         port=port,
         http=http,
         registry=metrics.registry,
-        health=health,
-        lifespan=lifespan,
+        health=lifecycle.health,
+        lifespan=lifecycle.lifespan,
         envelope=True,
     )
     app.state.workspace = service

@@ -6,13 +6,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
 
 from tradingsystem.core.db import Database
 from tradingsystem.core.errors import Conflict, NotFound, ValidationFailed
+from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.workspace import repository as repo
 from tradingsystem.workspace.metrics import WorkspaceMetrics
 from tradingsystem.workspace.models import CategoryCreate, CategoryUpdate, ItemCreate, ItemUpdate
@@ -22,12 +22,8 @@ OPERATIONS = ("list_items", "get_item", "create_item", "update_item", "delete_it
               "list_categories", "get_category", "create_category", "update_category", "delete_category")
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def item_json(row: asyncpg.Record) -> dict[str, Any]:
-    created, updated = _iso(row["created_at"]), _iso(row["updated_at"])
+    created, updated = iso_ms(row["created_at"]), iso_ms(row["updated_at"])
     return {
         "id": row["id"],
         "title": row["title"],
@@ -52,8 +48,8 @@ def category_json(row: asyncpg.Record) -> dict[str, Any]:
         "color": row["color"],
         "display_order": row["display_order"],
         "is_active": row["is_active"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
+        "created_at": iso_ms(row["created_at"]),
+        "updated_at": iso_ms(row["updated_at"]),
     }
 
 
