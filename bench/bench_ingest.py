@@ -40,7 +40,7 @@ from tradingsystem.core.embedded import EmbeddedPostgres, bin_dir, free_port
 from tradingsystem.tpcapital.parser import parse_message
 
 CASES_FILE = ROOT / "tests" / "data" / "signal_cases.jsonl"
-CONCURRENCY = 32
+CONCURRENCY = 16
 BATCH_SIZE = 1000
 BATCH_CONCURRENCY = 2
 LATENCY_RATE = 200.0
@@ -59,7 +59,7 @@ def case_texts() -> list[str]:
 
 
 def message_template(message_id: str) -> str:
-    return ('{"channelId": "' + CHANNEL + '", "messageId": ' + message_id + ', "timestamp": "2025-10-24T19:30:39Z", '
+    return ('{"channelId": "' + CHANNEL + '", "messageId": ' + message_id + ', "timestamp": "{now}", '
             '"text": {pick:text}, "kind": "new", "source": "user", "chatTitle": "Operações | TP Capital", '
             '"photos": [], "editDate": null, "forwardedFrom": null}')
 

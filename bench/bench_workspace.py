@@ -32,7 +32,7 @@ from bench.common import (
 from tradingsystem.core.embedded import free_port
 
 SEED_ITEMS = 250  # the list benchmark pages 100 of at least 200 rows, like the old service's measurement
-CONCURRENCY = 32
+CONCURRENCY = 16
 LIST_RATE = 500.0
 GET_RATE = 1000.0
 CATEGORIES = ["feature", "bug", "task", "idea", "dashboard"]

@@ -12,8 +12,9 @@ of load can saturate one core of server. Two modes:
 Every run is bounded by ``warmup_s + duration_s`` plus a drain timeout and by ``max_requests``. Only loopback
 addresses are accepted. Run as ``python -m bench.load SPEC.json`` (``-`` reads stdin); prints one JSON result.
 
-Request templates may contain ``{seq}`` (a number unique to each request, from ``seq_start``) and
-``{pick:NAME}`` (a random element of ``picks[NAME]``, inserted verbatim) in the path and the body.
+Request templates may contain ``{seq}`` (a number unique to each request, from ``seq_start``), ``{now}`` (the
+current UTC time, ISO 8601 with microseconds) and ``{pick:NAME}`` (a random element of ``picks[NAME]``, inserted
+verbatim) in the path and the body.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-_SLOT = re.compile(r"\{(seq|pick:[A-Za-z0-9_]+)\}")
+_SLOT = re.compile(r"\{(seq|now|pick:[A-Za-z0-9_]+)\}")
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _CLOSE = re.compile(rb"\r\nconnection:\s*close", re.IGNORECASE)
 CONNECT_TIMEOUT_S = 5.0
@@ -44,17 +46,17 @@ class LoadError(RuntimeError):
 
 
 class Template:
-    """A string with ``{seq}``/``{pick:NAME}`` slots, pre-split so that rendering is one join."""
+    """A string with ``{seq}``/``{now}``/``{pick:NAME}`` slots, pre-split so that rendering is one join."""
 
     def __init__(self, text: str, picks: dict[str, list[str]]) -> None:
         self.parts: list[str] = []
-        self.slots: list[list[str] | None] = []  # None means "the sequence number"
+        self.slots: list[str | list[str]] = []  # "seq", "now", or the list to pick from
         pos = 0
         for match in _SLOT.finditer(text):
             self.parts.append(text[pos:match.start()])
             name = match.group(1)
-            if name == "seq":
-                self.slots.append(None)
+            if name in ("seq", "now"):
+                self.slots.append(name)
             else:
                 key = name.split(":", 1)[1]
                 if not picks.get(key):
@@ -71,7 +73,12 @@ class Template:
         out: list[str] = []
         for part, slot in zip(self.parts, self.slots, strict=True):
             out.append(part)
-            out.append(seq_text if slot is None else rnd(slot))
+            if slot == "seq":
+                out.append(seq_text)
+            elif slot == "now":
+                out.append(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+            else:
+                out.append(rnd(slot))  # type: ignore[arg-type]
         out.append(self.tail)
         return "".join(out)
 
