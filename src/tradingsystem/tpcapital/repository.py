@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from tradingsystem.core.sql import like_pattern
 from tradingsystem.tpcapital.models import IngestMessage
 
 SIGNAL_COLUMNS = (
@@ -32,10 +33,6 @@ class SignalFilter:
     since: datetime | None = None
     until: datetime | None = None
     include_deleted: bool = False
-
-
-def _like(term: str) -> str:
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _columns(messages: list[IngestMessage], parsed: list[dict[str, Any]]) -> list[list[Any]]:
@@ -96,7 +93,7 @@ def _signal_where(f: SignalFilter) -> tuple[str, list[Any]]:
     if f.asset:
         add("asset = upper(?)", f.asset)
     if f.search:
-        add("(asset ILIKE ? OR raw_message ILIKE ?)", _like(f.search))
+        add("(asset ILIKE ? OR raw_message ILIKE ?)", like_pattern(f.search))
     if f.since:
         add("message_date >= ?", f.since)
     if f.until:

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from tradingsystem.core.sql import like_pattern
+
 ITEM_COLUMNS = "id, title, description, category, priority, status, tags, metadata, created_at, updated_at"
 CATEGORY_COLUMNS = "name, display_name, description, color, display_order, is_active, created_at, updated_at"
 
@@ -21,11 +23,6 @@ class ItemFilter:
     search: str | None = None
 
 
-def _like(term: str) -> str:
-    """A LIKE pattern that matches `term` literally (its own % and _ are not wildcards)."""
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _where(f: ItemFilter) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
@@ -37,7 +34,7 @@ def _where(f: ItemFilter) -> tuple[str, list[Any]]:
         args.append(f.tag)
         clauses.append(f"${len(args)} = ANY(tags)")
     if f.search:
-        args.append(_like(f.search))
+        args.append(like_pattern(f.search))
         n = len(args)
         clauses.append(f"(title ILIKE ${n} OR description ILIKE ${n} OR array_to_string(tags, ' ') ILIKE ${n})")
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
