@@ -388,7 +388,8 @@ def up_command(timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
     except UpFailed as exc:
         reporter.fail(exc.component, exc.reason, exc.log_file)
         stop_failed(plan, exc.component)
-        console.print("\nServices that started are still running: `tradingsystem status`, `tradingsystem down`.")
+        if Supervisor(plan.paths).alive():
+            console.print("\nWhat did start is still running: `tradingsystem status`, `tradingsystem down`.")
         return 1
     except SupervisorError as exc:
         reporter.fail("supervisord", str(exc), plan.paths.supervisord_log)
