@@ -22,9 +22,10 @@ from bench.common import (
     log,
     low_p99,
     machine_info,
+    measured_load,
     postgres_settings,
     repeat,
-    run_load,
+    run_info,
     service_env,
     throughput,
     write_result,
@@ -84,16 +85,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             get_spec = {**base, "path": "/api/items/{pick:id}", "picks": {"id": ids}}
             list_spec = {**base, "path": "/api/items?limit=100"}
 
+
+            def load(spec: dict[str, Any]) -> dict[str, Any]:
+                return measured_load(spec, svc, pg)
+
             # The list runs first, while the table holds exactly the seeded rows; POSTs come last.
-            list_tp = repeat(runs, "list limit=100 closed", lambda _: run_load(
+            list_tp = repeat(runs, "list limit=100 closed", lambda _: load(
                 {**list_spec, "mode": "closed", "concurrency": CONCURRENCY}), throughput)
-            list_lat = repeat(runs, f"list limit=100 at {LIST_RATE:.0f}/s", lambda _: run_load(
+            list_lat = repeat(runs, f"list limit=100 at {LIST_RATE:.0f}/s", lambda _: load(
                 {**list_spec, "mode": "open", "rate": LIST_RATE, "concurrency": 64}), low_p99)
-            get_tp = repeat(runs, "GET by id closed", lambda _: run_load(
+            get_tp = repeat(runs, "GET by id closed", lambda _: load(
                 {**get_spec, "mode": "closed", "concurrency": CONCURRENCY}), throughput)
-            get_lat = repeat(runs, f"GET by id at {GET_RATE:.0f}/s", lambda _: run_load(
+            get_lat = repeat(runs, f"GET by id at {GET_RATE:.0f}/s", lambda _: load(
                 {**get_spec, "mode": "open", "rate": GET_RATE, "concurrency": 64}), low_p99)
-            post_tp = repeat(runs, "POST closed", lambda attempt: run_load(
+            post_tp = repeat(runs, "POST closed", lambda attempt: load(
                 {**base, "mode": "closed", "concurrency": CONCURRENCY, "method": "POST", "path": "/api/items",
                  "body": POST_BODY, "picks": {"category": [json.dumps(c) for c in CATEGORIES],
                                               "priority": [json.dumps(p) for p in PRIORITIES]},
@@ -110,17 +115,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     rows = [
         {**comparison("GET by id throughput", "req/s", get_tp["throughput_rps"], OLD["get_rps"],
-                      TARGET["get_rps"], "higher"), "runs": get_tp["runs"]},
+                      TARGET["get_rps"], "higher"), **run_info(get_tp)},
         {**comparison("POST throughput", "req/s", post_tp["throughput_rps"], OLD["post_rps"],
-                      TARGET["post_rps"], "higher"), "runs": post_tp["runs"]},
+                      TARGET["post_rps"], "higher"), **run_info(post_tp)},
         {**comparison("list limit=100 throughput", "req/s", list_tp["throughput_rps"], OLD["list_rps"], None,
-                      "higher"), "runs": list_tp["runs"]},
+                      "higher"), **run_info(list_tp)},
         {**comparison(f"list limit=100 p99 at {LIST_RATE:.0f} req/s", "ms", list_lat["latency_ms"]["p99"], None,
-                      TARGET["list_p99_ms"], "lower"), "runs": [-r for r in list_lat["runs"]]},
+                      TARGET["list_p99_ms"], "lower"), **run_info(list_lat, latency=True)},
         comparison(f"list limit=100 p50 / p95 at {LIST_RATE:.0f} req/s", "ms", list_lat["latency_ms"]["p50"], None,
                    None, "lower") | {"measured": f"{list_lat['latency_ms']['p50']} / {list_lat['latency_ms']['p95']}"},
         {**comparison(f"GET by id p99 at {GET_RATE:.0f} req/s", "ms", get_lat["latency_ms"]["p99"], None, None,
-                      "lower"), "runs": [-r for r in get_lat["runs"]]},
+                      "lower"), **run_info(get_lat, latency=True)},
         comparison(f"GET by id p50 / p95 at {GET_RATE:.0f} req/s", "ms", get_lat["latency_ms"]["p50"], None, None,
                    "lower") | {"measured": f"{get_lat['latency_ms']['p50']} / {get_lat['latency_ms']['p95']}"},
         comparison("server peak RSS (VmHWM)", "MB", memory["peak_rss_mb"], OLD["peak_rss_mb"],

@@ -212,6 +212,45 @@ def run_load(spec: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    seen: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            seen[pid] = times.user + times.system
+    return seen
+
+
+def _postgres_pids(pg: EmbeddedPostgres) -> list[int]:
+    pid = pg.running_pid()
+    if pid is None:
+        return []
+    with contextlib.suppress(psutil.Error):
+        return [pid, *(child.pid for child in psutil.Process(pid).children())]
+    return [pid]
+
+
+def measured_load(spec: dict[str, Any], service: Service, pg: EmbeddedPostgres) -> dict[str, Any]:
+    """run_load, plus how much CPU the server and PostgreSQL got meanwhile (in cores, averaged over the run).
+
+    On a shared machine this tells whether the pinned server had its core to itself: `server_cores` well
+    below 1 while the server is the bottleneck means other work took part of core 0.
+    """
+    assert service.proc is not None
+    pg_before = _cpu_seconds(_postgres_pids(pg))
+    server_before = _cpu_seconds([service.proc.pid])
+    started = time.monotonic()
+    figures = run_load(spec)
+    wall = time.monotonic() - started
+    server_after = _cpu_seconds([service.proc.pid])
+    pg_after = _cpu_seconds(_postgres_pids(pg))
+    server = sum(server_after.values()) - sum(server_before.values())
+    postgres = sum(t - pg_before.get(pid, 0.0) for pid, t in pg_after.items())
+    figures["server_cores"] = round(server / wall, 2)
+    figures["postgres_cores"] = round(postgres / wall, 2)
+    return figures
+
+
 def repeat(times: int, label: str, one: Callable[[int], dict[str, Any]],
            score: Callable[[dict[str, Any]], float]) -> dict[str, Any]:
     """Run `one` several times and keep the best (highest `score`); every run's score is kept as `runs`."""
@@ -220,7 +259,8 @@ def repeat(times: int, label: str, one: Callable[[int], dict[str, Any]],
         figures = one(attempt)
         lat = figures.get("latency_ms", {})
         log(f"{label} run {attempt + 1}/{times}: {figures.get('throughput_rps', figures.get('achieved_rps'))} req/s, "
-            f"{figures.get('marked_per_s', '-')} stored/s, p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms")
+            f"{figures.get('marked_per_s', '-')} stored/s, p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, "
+            f"server {figures.get('server_cores')} cores, PostgreSQL {figures.get('postgres_cores')} cores")
         runs.append(figures)
     best = max(runs, key=score)
     return {**best, "runs": [round(score(r), 1) for r in runs]}
@@ -234,6 +274,12 @@ def low_p99(figures: dict[str, Any]) -> float:
     # For latency runs the best one is the least disturbed: the lowest p99. Negated so that higher is better.
     p99 = figures["latency_ms"]["p99"]
     return -float(p99) if p99 is not None else float("-inf")
+
+
+def run_info(figures: dict[str, Any], latency: bool = False) -> dict[str, Any]:
+    """The spread over the runs (p99 in ms for latency runs) and the CPU the best run got, for a summary row."""
+    runs = [-r for r in figures["runs"]] if latency else figures["runs"]
+    return {"runs": runs, "cores": [figures.get("server_cores"), figures.get("postgres_cores")]}
 
 
 def comparison(metric: str, unit: str, measured: float | None, old: float | None, target: float | None,
@@ -284,14 +330,16 @@ def write_summary() -> None:
                   f"{machine['date']} · {machine['cpu']} · {machine['cores']} cores · Linux {machine['kernel']} · "
                   f"Python {machine['python']} · PostgreSQL {data['postgres']['server_version']} · "
                   f"load average at start {machine['loadavg_at_start']}", "",
-                  "| metric | ours | old (Node.js) | ours / old | target | met | runs |",
-                  "|---|---:|---:|---:|---:|:---:|---|"]
+                  "| metric | ours | old (Node.js) | ours / old | target | met | runs | server / PostgreSQL CPU |",
+                  "|---|---:|---:|---:|---:|:---:|---|---|"]
         for row in data["comparison"]:
             op = "≥" if row["better"] == "higher" else "<"
             target = f"{op} {_fmt(row['target'])}" if row["target"] is not None else "—"
             runs = ", ".join(_fmt(r) for r in row.get("runs", []))
+            cpu = row.get("cores") or [None, None]
+            cores = f"{cpu[0]:.2f} / {cpu[1]:.2f} cores" if None not in cpu else ""
             lines.append(f"| {row['metric']} ({row['unit']}) | {_fmt(row['measured'])} | {_fmt(row['old_nodejs'])} "
-                         f"| {_fmt(row['ratio_vs_old'])} | {target} | {_fmt(row['target_met'])} | {runs} |")
+                         f"| {_fmt(row['ratio_vs_old'])} | {target} | {_fmt(row['target_met'])} | {runs} | {cores} |")
         lines += [""]
         lines += [f"- {note}" for note in data.get("notes", [])]
         lines += [""]
