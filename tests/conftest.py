@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +14,15 @@ from tradingsystem.core.embedded import free_port
 
 
 @pytest.fixture(scope="session")
-def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgCluster]:
-    root: Path = tmp_path_factory.mktemp("pg")
+def pg_cluster() -> Iterator[PgCluster]:
+    # Outside pytest's own temporary tree: pytest prunes old runs' directories (and tightens their modes),
+    # which must never pull a data directory from under a running server.
+    root = Path(tempfile.mkdtemp(prefix="tradingsystem-test-pg-"))
     cluster = PgCluster(root, free_port())
     cluster.start()
     yield cluster
     cluster.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
