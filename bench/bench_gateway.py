@@ -187,7 +187,8 @@ BENCH_MARKERS = ("bench.bench_", "bench.load", "pgbench")
 
 def other_benchmarks() -> list[str]:
     """Benchmarks of the other services running now (they pin servers to the same cores as this one)."""
-    mine = {os.getpid(), *(p.pid for p in psutil.Process().children(recursive=True))}
+    me = psutil.Process()
+    mine = {me.pid, *(p.pid for p in me.children(recursive=True)), *(p.pid for p in me.parents())}
     found: list[str] = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(process.info.get("cmdline") or [])
