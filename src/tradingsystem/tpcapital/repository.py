@@ -19,8 +19,8 @@ SIGNAL_COLUMNS = (
 CHANNEL_COLUMNS = "id, label, channel_id, channel_type, description, status, created_at, updated_at"
 # JSON columns travel as text[]: asyncpg would read a Python list inside a jsonb[] as a nested array.
 INGEST_ARGS = (
-    "$1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], "
-    "$8::text[], $9::text[], $10::text[], $11::text[]"
+    "$1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]::jsonb[], "
+    "$8::text[], $9::text[], $10::text[]::jsonb[], $11::text[]::jsonb[]"
 )
 
 
@@ -57,21 +57,9 @@ def _json(value: Any) -> str:
 
 async def ingest(conn: asyncpg.Connection, messages: list[IngestMessage],
                  parsed: list[dict[str, Any]]) -> list[asyncpg.Record]:
-    """Store and apply messages in one round trip; one result row per message, in the order given."""
-    if len(messages) == 1:
-        m = messages[0]
-        row = await conn.fetchrow(
-            "SELECT stored, raw_id, signal_id FROM tp_capital.ingest_message($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-            "$10, $11)",
-            m.channel_id, m.message_id, m.timestamp, m.text, m.kind, m.edit_date, m.photos, m.source,
-            m.chat_title, m.forwarded_from, parsed[0],
-        )
-        return [row]
+    """Store and apply messages in one round trip; one result row (stored, signal_id) per message, in order."""
     return await conn.fetch(
-        "SELECT r.stored, r.raw_id, r.signal_id FROM unnest(" + INGEST_ARGS + ") WITH ORDINALITY "
-        "AS u(channel_id, message_id, ts, text, kind, edit_date, photos, source, chat_title, fwd, parsed, n) "
-        "CROSS JOIN LATERAL tp_capital.ingest_message(u.channel_id, u.message_id, u.ts, u.text, u.kind, "
-        "u.edit_date, u.photos::jsonb, u.source, u.chat_title, u.fwd::jsonb, u.parsed::jsonb) AS r ORDER BY u.n",
+        "SELECT stored, signal_id FROM tp_capital.ingest_batch(" + INGEST_ARGS + ")",
         *_columns(messages, parsed),
     )
 
@@ -231,18 +219,21 @@ async def store_parses(conn: asyncpg.Connection, ids: list[int], dates: list[dat
 async def rebuild_derived(conn: asyncpg.Connection) -> int:
     """Re-derive every signal and event from the stored messages and their parses; returns signals refreshed."""
     await conn.execute("DELETE FROM tp_capital.signal_events")
-    refreshed = await conn.fetchval(
-        "SELECT count(tp_capital.refresh_signal(k.channel_id, k.message_id)) FROM "
+    keys = await conn.fetchrow(
+        "SELECT array_agg(channel_id) AS channels, array_agg(message_id) AS ids, count(*) AS n FROM "
         "(SELECT DISTINCT channel_id, message_id FROM tp_capital.messages) AS k"
     )
+    if keys["n"]:
+        await conn.execute("SELECT tp_capital.refresh_signals($1::text[], $2::bigint[])", keys["channels"], keys["ids"])
     # Signals whose messages no longer parse as signals keep their row but are no longer backed: mark deleted.
     await conn.execute(
         "UPDATE tp_capital.signals s SET deleted = true, updated_at = now() WHERE NOT s.deleted AND NOT EXISTS ("
         "SELECT 1 FROM tp_capital.messages m WHERE m.channel_id = s.channel_id AND m.message_id = s.message_id "
         "AND m.kind <> 'delete' AND m.parsed ->> 'kind' = 'signal')"
     )
+    # One call per update, in time order: each sees the events recorded before it (a closed signal stays closed).
     await conn.execute(
-        "SELECT tp_capital.record_event(m) FROM tp_capital.messages m "
+        "SELECT tp_capital.record_events(ARRAY[m.id]) FROM tp_capital.messages m "
         "WHERE m.kind <> 'delete' AND m.parsed ->> 'kind' = 'update' ORDER BY m.message_date, m.id"
     )
-    return int(refreshed or 0)
+    return int(keys["n"])
