@@ -16,8 +16,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from limits import RateLimitItemPerSecond
-from limits.storage import MemoryStorage
-from limits.strategies import FixedWindowRateLimiter
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import FixedWindowRateLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -110,17 +110,19 @@ class EdgeMiddleware:
         self.observer = observer
         seconds = max(1, math.ceil(settings.rate_limit_window_ms / 1000))
         self.limit = RateLimitItemPerSecond(settings.rate_limit_max, seconds)
+        # The asyncio storage expires windows with a task on the event loop; the threaded one starts a
+        # timer thread every few milliseconds under load.
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
 
-    def _rate_limited(self, scope: Scope) -> int | None:
+    async def _rate_limited(self, scope: Scope) -> int | None:
         path: str = scope["path"]
         if path.startswith(UNLIMITED_PATHS) or (self.exempt is not None and self.exempt(scope)):
             return None
         client = scope.get("client")
         key = client[0] if client else "unknown"
-        if self.limiter.hit(self.limit, key):
+        if await self.limiter.hit(self.limit, key):
             return None
-        reset, _ = self.limiter.get_window_stats(self.limit, key)
+        reset, _ = await self.limiter.get_window_stats(self.limit, key)
         return max(1, math.ceil(reset - time.time()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,7 +160,7 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            retry_after = self._rate_limited(scope)
+            retry_after = await self._rate_limited(scope)
             if retry_after is not None:
                 status_holder[0] = 429
                 await _send_json(
