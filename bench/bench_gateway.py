@@ -381,7 +381,9 @@ class JournalWatcher:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stamps: dict[int, float] = {}
+        self.prunes_seen_at: list[float] = []  # wall-clock times at which the entry count was seen to drop
         self._last_seq = 0
+        self._last_count: int | None = None
 
     def poll(self) -> None:
         if not self.path.exists():
@@ -390,8 +392,12 @@ class JournalWatcher:
         try:
             rows = conn.execute("SELECT seq, message_id, received_at FROM entries WHERE channel_id = ? AND seq > ?",
                                 (str(LATENCY_CHANNEL), self._last_seq)).fetchall()
+            count = int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
         finally:
             conn.close()
+        if self._last_count is not None and count < self._last_count + len(rows):
+            self.prunes_seen_at.append(time.time())
+        self._last_count = count
         for seq, message_id, received_at in rows:
             self.stamps.setdefault(int(message_id), float(received_at))
             self._last_seq = max(self._last_seq, int(seq))
@@ -558,6 +564,13 @@ async def _latency_pass(fake: Any, conn: asyncpg.Connection, gateway: PinnedServ
         str(LATENCY_CHANNEL), first, first + count - 1)
 
     to_commit = [(r["committed"] - injected[r["message_id"]]) * 1000 for r in rows if r["committed"] is not None]
+    # the worst latency of the posts queued in each second of the run: shows when a queue built up
+    pass_start = min(injected.values())
+    worst: dict[int, float] = {}
+    for r in rows:
+        end = r["committed"] if r["committed"] is not None else r["received"]
+        second = int(injected[r["message_id"]] - pass_start)
+        worst[second] = max(worst.get(second, 0.0), (end - injected[r["message_id"]]) * 1000)
     to_txn_start = [(r["received"] - injected[r["message_id"]]) * 1000 for r in rows]
     committed_at = {int(r["message_id"]): float(r["committed"] if r["committed"] is not None else r["received"])
                     for r in rows}
@@ -590,6 +603,8 @@ async def _latency_pass(fake: Any, conn: asyncpg.Connection, gateway: PinnedServ
         "api_cpu_ms_per_message": round((others_after[0] - others_before[0]) / count * 1000, 2),
         "postgres_cpu_ms_per_message": round((others_after[1] - others_before[1]) / count * 1000, 2),
         "machine_cpu_busy_percent_per_core": machine_busy,
+        "worst_latency_by_second_ms": [round(worst.get(i, 0.0), 1) for i in range(max(worst) + 1)] if worst else [],
+        "journal_prunes_seen_at_s": [round(t - pass_start, 1) for t in watcher.prunes_seen_at],
         "waited_for_other_benchmarks_s": waited,
         "other_benchmarks_at_end": other_benchmarks(),
         "gateway_rss_during_run_mb": {"min": round(min(rss), 1), "max": round(max(rss), 1)} if rss else None,
@@ -627,7 +642,8 @@ async def latency_run(pg: EmbeddedPostgres, api: Service, token: str, rate: floa
             log(f"latency at {rate:.0f}/s, run {attempt + 1}/{runs}: p50 {lat['p50']} ms, p95 {lat['p95']} ms, "
                 f"p99 {lat['p99']} ms; reception p50 {one['reception_ms']['p50']}, delivery p50 "
                 f"{one['delivery_ms']['p50']} ms; POST mean {one['gateway_post_mean_ms']} ms; machine busy "
-                f"{one['machine_cpu_busy_percent_per_core']} %")
+                f"{one['machine_cpu_busy_percent_per_core']} %; worst by second {one['worst_latency_by_second_ms']}, "
+                f"journal pruned at {one['journal_prunes_seen_at_s']} s")
             passes.append(one)
         # the least disturbed run (lowest p99) is reported; every run's figures are kept next to it
         figures = min(passes, key=lambda one: float(one["latency_ms"]["p99"] or "inf"))
@@ -653,7 +669,9 @@ async def latency_run(pg: EmbeddedPostgres, api: Service, token: str, rate: floa
         log(f"gateway and stand-in stopped in {time.perf_counter() - stopping:.1f} s")
     run_summaries = [{"p50": one["latency_ms"]["p50"], "p95": one["latency_ms"]["p95"],
                       "p99": one["latency_ms"]["p99"], "gateway_post_mean_ms": one["gateway_post_mean_ms"],
-                      "machine_cpu_busy_percent_per_core": one["machine_cpu_busy_percent_per_core"]}
+                      "machine_cpu_busy_percent_per_core": one["machine_cpu_busy_percent_per_core"],
+                      "worst_latency_by_second_ms": one["worst_latency_by_second_ms"],
+                      "journal_prunes_seen_at_s": one["journal_prunes_seen_at_s"]}
                      for one in passes]
     return {**figures, "runs": run_summaries, "warmup_messages": warmup, "gateway_startup_s": round(startup_s, 1),
             "gateway_memory": memory, "low_rate_pass": low, "profiled_pass": profiled}
