@@ -919,11 +919,65 @@ def main() -> None:
         "import": imported,
         "api_memory": api_memory,
         "gateway_rss_by_import": memory_layers,
+        "limits": limits(latency, journal, imported, memory_layers),
         "notes": NOTES,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     log(f"wrote {args.output} in {result['elapsed_s']} s")
+
+
+def limits(latency: dict[str, Any], journal: dict[str, Any], imported: dict[str, Any],
+           layers: dict[str, Any]) -> dict[str, str]:
+    """What held each figure back, worded from this run's own numbers."""
+    out: dict[str, str] = {}
+    rate, post = latency["rate_per_s"], latency["gateway_post_mean_ms"] or 0.0
+    low = latency["low_rate_pass"]
+    busy = rate * post / 1000
+    out["latency"] = (
+        f"The publisher sends one POST /ingest per message and, to keep per-channel order, one at a time per "
+        f"channel: each took {post} ms on average (of which the API handler {latency['api_ingest_server_mean_ms']} ms),"
+        f" so at {rate:.0f} msg/s the channel's publisher was busy {busy:.0%} of the time. Queueing behind it "
+        f"dominates: delivery p50 {latency['delivery_ms']['p50']} ms against reception (stand-in → journal) p50 "
+        f"{latency['reception_ms']['p50']} ms; any pause (a journal prune, another process) leaves a backlog that "
+        f"drains slowly or not at all (see worst_latency_by_second_ms). At {low['rate_per_s']:.0f} msg/s the same "
+        f"path gives p50 {low['latency_ms']['p50']} ms, p99 {low['latency_ms']['p99']} ms. Long polling adds no "
+        f"wait: {latency['updates_per_poll']} updates per getUpdates, each answered as soon as it is queued.")
+    cpu_ms = (latency["gateway_cpu_ms_per_message"] + latency["api_cpu_ms_per_message"]
+              + latency["postgres_cpu_ms_per_message"])
+    out["cpu"] = (
+        f"CPU per message at {rate:.0f} msg/s: gateway {latency['gateway_cpu_ms_per_message']} ms "
+        f"({latency['gateway_cpu_share_of_core']:.0%} of its core), API {latency['api_cpu_ms_per_message']} ms, "
+        f"PostgreSQL {latency['postgres_cpu_ms_per_message']} ms: the stack needs about "
+        f"{rate * cpu_ms / 1000:.2f} cores of this machine's 2 at this rate.")
+    aiogram = layers.get("aiogram", {}).get("added_mb")
+    telethon = layers.get("telethon", {}).get("added_mb")
+    peak = latency["gateway_memory"]["peak_rss_mb"]
+    out["rss"] = (
+        f"Importing aiogram adds {aiogram} MB (its several hundred pydantic models are built at import) and "
+        f"Telethon {telethon} MB to a gateway that peaks at {peak} MB; without them the service, FastAPI and "
+        f"the rest come to about {layers.get('tradingsystem.core.http', {}).get('rss_mb')} MB."
+        if aiogram is not None else "RSS layers not measured")
+    parts = (imported["cpu_s"], imported["api_cpu_s"], imported["postgres_cpu_s"])
+    out["import"] = (
+        f"{imported['wall_s']} s of wall clock against CPU of import command {parts[0]} s + API {parts[1]} s + "
+        f"PostgreSQL {parts[2]} s = {sum(parts):.1f} s: the import journals a chunk, posts it to /ingest/batch and "
+        "waits, so the three take turns; the API was inside /ingest/batch "
+        f"{imported['api_batch_server_share_of_wall']:.0%} of the time. The gateway side is not the limit: "
+        "the export reader alone does "
+        f"{imported['export_reader_alone']['messages_per_s']:,.0f} msg/s and Journal.append_many "
+        f"{journal['append_many']['messages_per_s']:,.0f} msg/s. Even overlapped perfectly on 2 cores, "
+        f"{1000 * sum(parts) / imported['payloads']:.3f} ms of CPU per message caps the import near "
+        f"{2 * imported['payloads'] / sum(parts):,.0f} msg/s.")
+    single = journal["append"][0]
+    out["journal"] = (
+        f"Every commit is one fsync of the SQLite WAL (this disk: p50 {journal['disk_fsync_ms']['p50']} ms, p99 "
+        f"{journal['disk_fsync_ms']['p99']} ms), so single awaited appends run one commit at a time "
+        f"({single['messages_per_s']:,.0f} msg/s, {1000 / single['messages_per_s']:.2f} ms each: the commit and "
+        "the hand-off to the writer thread); concurrent appends share a commit "
+        f"({journal['append'][-1]['messages_per_commit']} per commit with {journal['append'][-1]['producers']} "
+        f"producers) and append_many(1000) is bound by row inserts and JSON encoding.")
+    return out
 
 
 NOTES = [
