@@ -183,33 +183,36 @@ def test_unconfigured_gateway_serves_health_live_and_every_metric(tmp_path: Path
 
 
 def test_kill_9_during_a_burst_loses_nothing(tmp_path: Path, api: IngestStandIn) -> None:
+    total = 2000  # backlogs go out as batches of up to 100 per channel: enough of them to kill mid-burst
     data = tmp_path / "data"
     with Journal(data / "journal.db").open() as journal:
-        journal.append_many([payload(f"-100{n % 4}", n + 1) for n in range(200)])
-    api.delay_s = 0.01  # slow enough that the kill lands in the middle of the burst
+        journal.append_many([payload(f"-100{n % 4}", n + 1) for n in range(total)])
+    api.delay_s = 0.2  # slow enough that the kill lands in the middle of the burst
     port = free_port()
     first = gateway_process(tmp_path, api, port, "first")
     first.start()
     try:
-        wait_until(lambda: api.distinct() >= 40, timeout=60, message="delivery under way")
+        wait_until(lambda: api.distinct() >= 400, timeout=60, message="delivery under way")
         assert first.proc is not None
         os.kill(first.proc.pid, signal.SIGKILL)
         first.wait()
     finally:
         first.stop()
     delivered_before_restart = api.distinct()
+    assert delivered_before_restart < total, "the kill must land before the burst is over"
+    api.delay_s = 0.0
     second = gateway_process(tmp_path, api, port, "second")
     second.start()
     try:
-        wait_until(lambda: api.distinct() == 200, timeout=120, message="all 200 after the restart")
-        assert delivered_before_restart <= 200
+        second.wait_healthy(60)
+        wait_until(lambda: api.distinct() == total, timeout=120, message="all of them after the restart")
         wait_until(lambda: httpx.get(second.url + "/health", timeout=5).json()["journalPending"] == 0,
                    message="journal drained")
     finally:
         second.stop()
     for n in range(4):
         ids = api.stored_ids(f"-100{n}")
-        assert sorted(ids) == list(range(n + 1, 201, 4))
+        assert sorted(ids) == list(range(n + 1, total + 1, 4))
 
 
 # -- in-process ------------------------------------------------------------------------------------------

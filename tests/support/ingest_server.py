@@ -166,13 +166,23 @@ class IngestStandIn:
     async def _batch(self, request: Request) -> JSONResponse:
         if not self._authorized(request):
             return JSONResponse({"error": "Invalid or missing authentication token"}, status_code=401)
-        with self._lock:
-            self.batch_requests += 1
-            unavailable = self.mode == "unavailable"
-        if unavailable:
-            return JSONResponse({"error": "Database unavailable"}, status_code=503)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         body = await request.json()
         messages = body.get("messages") if isinstance(body, dict) else None
+        ids = [p.get("messageId") for p in messages or [] if isinstance(p, dict)]
+        with self._lock:
+            self.batch_requests += 1
+            for message_id in ids:
+                if isinstance(message_id, int):
+                    self.requests[message_id] += 1
+            # Like the real API with its database away: the whole batch fails, nothing is stored.
+            unavailable = (self.mode == "unavailable" or self.fail_next > 0
+                           or any(i in self.fail_ids for i in ids))
+            if self.fail_next > 0:
+                self.fail_next -= 1
+        if unavailable:
+            return JSONResponse({"error": "Database unavailable"}, status_code=503)
         if not isinstance(messages, list) or len(messages) > 1000:
             return JSONResponse({"error": "Validation failed", "details": ["messages must be a list of at most 1000"]},
                                 status_code=400)
@@ -183,7 +193,7 @@ class IngestStandIn:
                 details.append("text is not acceptable")
             if details:
                 results.append({"messageId": payload.get("messageId") if isinstance(payload, dict) else None,
-                                "stored": False, "error": "; ".join(details)})
+                                "stored": False, "error": "Validation failed", "details": details})
             else:
                 result = self._store(payload)
                 result.pop("success", None)

@@ -58,6 +58,7 @@ class BatchItemResult:
     delivered: bool
     duplicate: bool = False
     error: str | None = None
+    rejected: bool = False  # the API refused this message itself (validation), not the whole request
 
 
 class RetrySchedule:
@@ -177,7 +178,9 @@ class IngestClient:
             if not item:
                 out.append(BatchItemResult(_message_id(payload), False, error="no result for this message"))
             elif item.get("error"):
-                out.append(BatchItemResult(_message_id(payload), False, error=str(item["error"])))
+                details = item.get("details")
+                error = str(item["error"]) + (f": {'; '.join(map(str, details))}" if isinstance(details, list) else "")
+                out.append(BatchItemResult(_message_id(payload), False, error=error, rejected=True))
             else:
                 duplicate = item.get("stored") is False
                 out.append(BatchItemResult(_message_id(payload), True, duplicate=duplicate))
@@ -325,9 +328,13 @@ class Publisher:
                     if not await _wait(wake, self.idle_worker_s) and not wake.is_set():
                         return
                     continue
-                for entry in entries:
-                    await self._deliver(entry)
-                    after = entry.seq
+                if len(entries) == 1:
+                    await self._deliver(entries[0])
+                else:
+                    # A backlog goes as one /ingest/batch: one round trip instead of one per message, so a
+                    # channel catches up instead of queueing behind its own POSTs.
+                    await self._deliver_batch(entries)
+                after = entries[-1].seq
         finally:
             if self._workers.get(channel_id) is asyncio.current_task():
                 del self._workers[channel_id]
@@ -357,6 +364,24 @@ class Publisher:
                   message_id=entry.message_id, attempts=attempts, error=result.error)
         self.metrics.publish_failures.labels(reason="max_retries").inc()
         await self._to_queue(entry, attempts, result.error or "unknown error")
+
+    async def _deliver_batch(self, entries: list[JournalEntry]) -> None:
+        results = await self.client.send_batch([e.payload for e in entries], self.schedule)
+        for entry, result in zip(entries, results, strict=True):
+            if result.delivered:
+                self._acknowledged(entry.seq, entry.channel_id, entry.message_id)
+            elif result.rejected:
+                log.warning("Message rejected by the API", channel_id=entry.channel_id,
+                            message_id=entry.message_id, error=result.error)
+                self.metrics.publish_failures.labels(reason="rejected").inc()
+                await self._to_queue(entry, 1, REJECTED_PREFIX + (result.error or "rejected"))
+            else:
+                self._api_down(result.error)
+                log.error("Publish failed after retries, moving to the failure queue",
+                          channel_id=entry.channel_id, message_id=entry.message_id,
+                          attempts=self.schedule.max_retries + 1, error=result.error)
+                self.metrics.publish_failures.labels(reason="max_retries").inc()
+                await self._to_queue(entry, self.schedule.max_retries + 1, result.error or "unknown error")
 
     def _acknowledged(self, seq: int | None, channel_id: str, message_id: int) -> None:
         self.metrics.messages_published.inc()
