@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -50,30 +52,45 @@ async def import_export(settings: GatewaySettings, path: Path,
     queue = FailureQueue(settings.queue_path, settings.failure_queue_max_bytes, settings.failure_queue_warn_bytes)
     client = IngestClient(settings.api_endpoint, settings.tokens[0], settings.api_timeout_ms)
     schedule = RetrySchedule(settings.max_retries, settings.base_retry_delay_ms)
+    async def settle(chunk: list[IngestPayload], seqs: list[int]) -> None:
+        results = await client.send_batch(chunk, schedule)
+        delivered: list[int] = []
+        for seq, payload, result in zip(seqs, chunk, results, strict=True):
+            if result.delivered:
+                delivered.append(seq)
+                if result.duplicate:
+                    summary.duplicate += 1
+                else:
+                    summary.delivered += 1
+                continue
+            summary.failed += 1
+            error = result.error or "not delivered"
+            try:
+                queue.append(payload, schedule.max_retries + 1, error)
+                journal.mark_queued(seq, schedule.max_retries + 1, error)
+            except QueueFullError:
+                journal.mark_held(seq, schedule.max_retries + 1, error)
+        journal.mark_delivered(delivered)
+        if progress is not None:
+            progress(len(chunk))
+
+    in_flight: asyncio.Task[None] | None = None
     try:
         for chunk in _chunks(export.payloads(), BATCH_MAX):
-            seqs = journal.append_many(chunk)
-            results = await client.send_batch(chunk, schedule)
-            delivered: list[int] = []
-            for seq, payload, result in zip(seqs, chunk, results, strict=True):
-                if result.delivered:
-                    delivered.append(seq)
-                    if result.duplicate:
-                        summary.duplicate += 1
-                    else:
-                        summary.delivered += 1
-                    continue
-                summary.failed += 1
-                error = result.error or "not delivered"
-                try:
-                    queue.append(payload, schedule.max_retries + 1, error)
-                    journal.mark_queued(seq, schedule.max_retries + 1, error)
-                except QueueFullError:
-                    journal.mark_held(seq, schedule.max_retries + 1, error)
-            journal.mark_delivered(delivered)
-            if progress is not None:
-                progress(len(chunk))
+            # The next chunk is read and journaled while the previous one is with the API; chunks are still
+            # sent one after another, so the channel's order is kept.
+            seqs = await asyncio.to_thread(journal.append_many, chunk)
+            if in_flight is not None:
+                await in_flight
+            in_flight = asyncio.create_task(settle(chunk, seqs))
+        if in_flight is not None:
+            await in_flight
+            in_flight = None
     finally:
+        if in_flight is not None:
+            in_flight.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await in_flight
         await client.aclose()
         journal.close()
     summary.messages = export.stats.messages
