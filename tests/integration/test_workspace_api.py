@@ -209,3 +209,21 @@ def test_health_and_metrics(workspace: httpx.Client) -> None:
                  "workspace_database_connection_status 1.0",
                  'workspace_query_duration_seconds_count{operation="create_item"} 1.0'):
         assert name in metrics
+
+
+def test_a_deleted_seed_category_is_not_seeded_again(database_url: str) -> None:
+    from tests.support.servers import ThreadServer
+    from tradingsystem.workspace.app import build_app
+
+    for restart in range(2):
+        server = ThreadServer(build_app(database_url)).start()
+        try:
+            with httpx.Client(base_url=server.url) as client:
+                names = [c["name"] for c in client.get("/api/categories").json()["data"]]
+                if restart == 0:
+                    assert "dashboard" in names
+                    assert client.delete("/api/categories/dashboard").status_code == 204
+                else:
+                    assert "dashboard" not in names and len(names) == 9
+        finally:
+            server.stop()
