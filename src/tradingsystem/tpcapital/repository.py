@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from tradingsystem.core.sql import like_pattern
+from tradingsystem.core.sql import fetch_page, like_pattern
 from tradingsystem.tpcapital.models import IngestMessage
 
 SIGNAL_COLUMNS = (
@@ -92,16 +92,8 @@ def _signal_where(f: SignalFilter) -> tuple[str, list[Any]]:
 async def list_signals(conn: asyncpg.Connection, f: SignalFilter, limit: int,
                        offset: int) -> tuple[list[asyncpg.Record], int]:
     where, args = _signal_where(f)
-    rows = await conn.fetch(
-        f"SELECT {SIGNAL_COLUMNS}, count(*) OVER () AS total FROM tp_capital.signals{where} "
-        f"ORDER BY message_date DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
-        *args, limit, offset,
-    )
-    if rows:
-        return rows, int(rows[0]["total"])
-    if offset == 0:
-        return [], 0
-    return [], int(await conn.fetchval(f"SELECT count(*) FROM tp_capital.signals{where}", *args))
+    return await fetch_page(conn, SIGNAL_COLUMNS, f"tp_capital.signals{where}", "message_date DESC, id DESC", args,
+                            limit, offset)
 
 
 async def get_signal(conn: asyncpg.Connection, signal_id: int) -> asyncpg.Record | None:

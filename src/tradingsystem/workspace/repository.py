@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from tradingsystem.core.sql import like_pattern
+from tradingsystem.core.sql import fetch_page, like_pattern
 
 ITEM_COLUMNS = "id, title, description, category, priority, status, tags, metadata, created_at, updated_at"
 CATEGORY_COLUMNS = "name, display_name, description, color, display_order, is_active, created_at, updated_at"
@@ -44,18 +44,8 @@ async def list_items(
     conn: asyncpg.Connection, f: ItemFilter, limit: int, offset: int
 ) -> tuple[list[asyncpg.Record], int]:
     where, args = _where(f)
-    # count(*) OVER () gives the total of all matches in the same round trip as the page.
-    rows = await conn.fetch(
-        f"SELECT {ITEM_COLUMNS}, count(*) OVER () AS total FROM workspace.items{where} "
-        f"ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
-        *args, limit, offset,
-    )
-    if rows:
-        return rows, int(rows[0]["total"])
-    if offset == 0:
-        return [], 0
-    total = await conn.fetchval(f"SELECT count(*) FROM workspace.items{where}", *args)
-    return [], int(total)
+    return await fetch_page(conn, ITEM_COLUMNS, f"workspace.items{where}", "created_at DESC, id DESC", args,
+                            limit, offset)
 
 
 async def get_item(conn: asyncpg.Connection, item_id: str) -> asyncpg.Record | None:

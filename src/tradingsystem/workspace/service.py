@@ -53,6 +53,17 @@ def category_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+def changes_of(data: ItemUpdate | CategoryUpdate) -> dict[str, Any]:
+    """The fields a partial update sets; null is not a value any of them may take."""
+    changes = data.model_dump(exclude_unset=True)
+    nulls = [k for k, v in changes.items() if v is None]
+    if nulls:
+        raise ValidationFailed([f"{k} must not be null" for k in nulls])
+    if not changes:
+        raise ValidationFailed(["body must contain at least one field to update"])
+    return changes
+
+
 class WorkspaceService:
     """Items and categories on PostgreSQL, with the Workspace's metrics kept current."""
 
@@ -112,12 +123,7 @@ class WorkspaceService:
         return item_json(row)
 
     async def update_item(self, item_id: str, data: ItemUpdate) -> dict[str, Any]:
-        changes = data.model_dump(exclude_unset=True)
-        nulls = [k for k, v in changes.items() if v is None]
-        if nulls:
-            raise ValidationFailed([f"{k} must not be null" for k in nulls])
-        if not changes:
-            raise ValidationFailed(["body must contain at least one field to update"])
+        changes = changes_of(data)
 
         async def update(conn: asyncpg.Connection) -> asyncpg.Record:
             if "category" in changes:
@@ -162,12 +168,7 @@ class WorkspaceService:
         return category_json(row)
 
     async def update_category(self, name: str, data: CategoryUpdate) -> dict[str, Any]:
-        changes = data.model_dump(exclude_unset=True)
-        nulls = [k for k, v in changes.items() if v is None]
-        if nulls:
-            raise ValidationFailed([f"{k} must not be null" for k in nulls])
-        if not changes:
-            raise ValidationFailed(["body must contain at least one field to update"])
+        changes = changes_of(data)
         row = await self._run("update_category", lambda c: repo.update_category(c, name, changes))
         if row is None:
             raise NotFound(f"Category {name} not found")
