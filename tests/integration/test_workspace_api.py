@@ -227,3 +227,14 @@ def test_a_deleted_seed_category_is_not_seeded_again(database_url: str) -> None:
                     assert "dashboard" not in names and len(names) == 9
         finally:
             server.stop()
+
+
+def test_listed_items_are_exactly_the_items(workspace: httpx.Client) -> None:
+    create(workspace, tags=["b3", "ação"], metadata={"nested": {"x": [1, 2.5, None]}}, description="Ünïcode ✅")
+    create(workspace, title='Aspas "duplas" e \\ barra')
+    listed = workspace.get("/api/items").json()
+    assert listed["success"] is True and listed["count"] == 2
+    for item in listed["data"]:
+        assert item == workspace.get(f"/api/items/{item['id']}").json()["data"]
+    assert workspace.get("/api/items", params={"category": "idea"}).json() == {"success": True, "data": [],
+                                                                                 "count": 0}

@@ -8,9 +8,18 @@ from typing import Any
 
 import asyncpg
 
-from tradingsystem.core.sql import fetch_page, like_pattern
+from tradingsystem.core.sql import like_pattern
 
 ITEM_COLUMNS = "id, title, description, category, priority, status, tags, metadata, created_at, updated_at"
+# An item as the API's JSON, built by PostgreSQL: a page of 100 items leaves the database as one text value
+# instead of 1,100 values to decode and re-encode in Python. Times as ISO 8601 UTC with milliseconds.
+_ISO = """to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+ITEM_JSON = (
+    "json_build_object('id', id, 'title', title, 'description', description, 'category', category, "
+    "'priority', priority, 'status', status, 'tags', to_json(tags), 'metadata', metadata, "
+    f"'createdAt', {_ISO.format(col='created_at')}, 'updatedAt', {_ISO.format(col='updated_at')}, "
+    f"'created_at', {_ISO.format(col='created_at')}, 'updated_at', {_ISO.format(col='updated_at')})"
+)
 CATEGORY_COLUMNS = "name, display_name, description, color, display_order, is_active, created_at, updated_at"
 
 
@@ -40,12 +49,21 @@ def _where(f: ItemFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-async def list_items(
-    conn: asyncpg.Connection, f: ItemFilter, limit: int, offset: int
-) -> tuple[list[asyncpg.Record], int]:
+async def list_items_json(conn: asyncpg.Connection, f: ItemFilter, limit: int, offset: int) -> tuple[str, int]:
+    """One page of items, newest first, as a JSON array text, and the total number of matches."""
     where, args = _where(f)
-    return await fetch_page(conn, ITEM_COLUMNS, f"workspace.items{where}", "created_at DESC, id DESC", args,
-                            limit, offset)
+    n = len(args)
+    row = await conn.fetchrow(
+        f"SELECT coalesce(json_agg(page.item ORDER BY page.created_at DESC, page.id DESC), '[]')::text AS data, "
+        f"max(page.total) AS total FROM (SELECT {ITEM_JSON} AS item, created_at, id, count(*) OVER () AS total "
+        f"FROM workspace.items{where} ORDER BY created_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}) AS page",
+        *args, limit, offset,
+    )
+    if row["total"] is not None:
+        return row["data"], int(row["total"])
+    if offset == 0:
+        return "[]", 0
+    return "[]", int(await conn.fetchval(f"SELECT count(*) FROM workspace.items{where}", *args))
 
 
 async def get_item(conn: asyncpg.Connection, item_id: str) -> asyncpg.Record | None:

@@ -33,10 +33,12 @@ async def list_items(
     search: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> FastJSON:
+) -> Response:
     f = ItemFilter(category=category, status=status, priority=priority, tag=tag, search=search)
-    items, total = await _svc(request).list_items(f, limit, offset)
-    return ok(items, count=total)
+    items, total = await _svc(request).list_items_json(f, limit, offset)
+    # The items arrive as JSON text already; only the envelope is added here.
+    body = b'{"success":true,"data":' + items.encode() + b',"count":' + str(total).encode() + b"}"
+    return Response(body, media_type="application/json")
 
 
 @router.get("/items/stats", tags=["items"], summary="Counts by category, status and priority")

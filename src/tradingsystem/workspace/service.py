@@ -96,9 +96,9 @@ class WorkspaceService:
 
     # Items
 
-    async def list_items(self, f: repo.ItemFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        rows, total = await self._run("list_items", lambda c: repo.list_items(c, f, limit, offset))
-        return [item_json(r) for r in rows], total
+    async def list_items_json(self, f: repo.ItemFilter, limit: int, offset: int) -> tuple[str, int]:
+        """A page as JSON text built by the database, and the total number of matches."""
+        return await self._run("list_items", lambda c: repo.list_items_json(c, f, limit, offset))
 
     async def get_item(self, item_id: str) -> dict[str, Any]:
         row = await self._run("get_item", lambda c: repo.get_item(c, item_id))
