@@ -12,13 +12,13 @@ from tradingsystem.core.sql import like_pattern
 
 ITEM_COLUMNS = "id, title, description, category, priority, status, tags, metadata, created_at, updated_at"
 # An item as the API's JSON, built by PostgreSQL: a page of 100 items leaves the database as one text value
-# instead of 1,100 values to decode and re-encode in Python. Times as ISO 8601 UTC with milliseconds.
+# instead of 1,100 values to decode and re-encode in Python. Times as ISO 8601 UTC with milliseconds, each
+# formatted once (`c` and `u` from the inner query) though the contract spells each twice.
 _ISO = """to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 ITEM_JSON = (
     "json_build_object('id', id, 'title', title, 'description', description, 'category', category, "
     "'priority', priority, 'status', status, 'tags', to_json(tags), 'metadata', metadata, "
-    f"'createdAt', {_ISO.format(col='created_at')}, 'updatedAt', {_ISO.format(col='updated_at')}, "
-    f"'created_at', {_ISO.format(col='created_at')}, 'updated_at', {_ISO.format(col='updated_at')})"
+    "'createdAt', c, 'updatedAt', u, 'created_at', c, 'updated_at', u)"
 )
 CATEGORY_COLUMNS = "name, display_name, description, color, display_order, is_active, created_at, updated_at"
 
@@ -54,8 +54,9 @@ async def list_items_json(conn: asyncpg.Connection, f: ItemFilter, limit: int, o
     where, args = _where(f)
     n = len(args)
     row = await conn.fetchrow(
-        f"SELECT coalesce(json_agg(page.item ORDER BY page.created_at DESC, page.id DESC), '[]')::text AS data, "
-        f"max(page.total) AS total FROM (SELECT {ITEM_JSON} AS item, created_at, id, count(*) OVER () AS total "
+        f"SELECT coalesce(json_agg({ITEM_JSON} ORDER BY created_at DESC, id DESC), '[]')::text AS data, "
+        f"max(total) AS total FROM (SELECT {ITEM_COLUMNS}, {_ISO.format(col='created_at')} AS c, "
+        f"{_ISO.format(col='updated_at')} AS u, count(*) OVER () AS total "
         f"FROM workspace.items{where} ORDER BY created_at DESC, id DESC LIMIT ${n + 1} OFFSET ${n + 2}) AS page",
         *args, limit, offset,
     )
