@@ -112,7 +112,8 @@ async def test_messages_of_several_channels_are_delivered_in_order(harness: Harn
     await eventually(lambda: harness.journal.counts()["pending"] == 0, message="journal marked delivered")
     assert harness.metric("telegram_messages_published_total") == 60
     assert harness.cursors.last_acknowledged("-1001") == 20
-    assert harness.metric("telegram_publish_duration_seconds_count") >= 60
+    # One observation per POST: a backlog goes as one /ingest/batch, so there are between 1 and 60 of them.
+    assert 1 <= harness.metric("telegram_publish_duration_seconds_count") <= 60
     await eventually(lambda: harness.journal.counts()["delivered"] == 0, message="delivered entries pruned")
 
 

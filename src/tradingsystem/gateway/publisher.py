@@ -154,11 +154,15 @@ class IngestClient:
                 if self._metrics is not None:
                     self._metrics.retry_attempts.labels(attempt_number=str(attempt)).inc()
                 await asyncio.sleep(delay)
+            started = time.perf_counter()
             try:
                 resp = await self._client.post(self.urls.batch, json={"messages": chunk}, headers=self._headers)
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 continue
+            finally:
+                if self._metrics is not None:  # one observation per POST, like the single path
+                    self._metrics.publish_duration.observe(time.perf_counter() - started)
             if resp.status_code == 200:
                 return self._batch_results(chunk, resp)
             error = f"HTTP {resp.status_code}: {resp.text[:300].strip()}"
