@@ -196,7 +196,8 @@ async def test_a_stuck_channel_does_not_hold_up_the_others(api: IngestStandIn, t
         await eventually(lambda: len(api.stored_ids("-1002")) == 20, message="channel 2 flows")
         assert api.attempts(1) < 11, "the head must still be within its retries for this check to mean anything"
         assert api.stored_ids("-1001") == []  # channel 1 waits on its own head
-        assert api.attempts(2) == 0
+        # What stands behind the head is only ever sent with it (in the head's batch), never on its own.
+        assert api.attempts(2) <= api.attempts(1)
         api.fail_ids = set()
         await eventually(lambda: api.stored_ids("-1001") == [1, 2, 3], message="channel 1 in order")
         assert h.queue_lines() == []
