@@ -23,6 +23,7 @@ OPERATIONS = ("list_items", "get_item", "create_item", "update_item", "delete_it
 
 
 def item_json(row: asyncpg.Record) -> dict[str, Any]:
+    # Pages are built by PostgreSQL (`repository.ITEM_JSON`); a test holds the two shapes equal.
     created, updated = iso_ms(row["created_at"]), iso_ms(row["updated_at"])
     return {
         "id": row["id"],
