@@ -408,3 +408,61 @@ def test_flood_wait_seconds_are_counted(api: IngestStandIn, tmp_path: Path) -> N
         source.on_flood_wait(17)
         assert gateway.metric("telegram_flood_wait_seconds_total") == 17
         assert "telegram_flood_wait_seconds_total 17.0" in httpx.get(gateway.server.url + "/metrics").text
+
+
+def test_torn_queue_tail_never_swallows_the_next_line(tmp_path: Path, api: IngestStandIn,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    bot = ScriptedSource("bot")
+    settings = settings_for(api, tmp_path / "data", max_retries=0)
+    queue = FailureQueue(settings.queue_path, settings.failure_queue_max_bytes, settings.failure_queue_warn_bytes)
+    queue.append(payload("-1001", 1), 4, "HTTP 503: Database unavailable")
+    torn = json.dumps(payload("-1001", 2)).encode()[:57]  # a writer died in the middle of its line
+    with settings.queue_path.open("ab") as fh:
+        fh.write(torn)
+    api.stop()
+    with Gateway(settings, [bot]) as gw:
+        bot.receive(payload("-1001", 3))
+        bot.receive(payload("-1001", 4))
+        wait_until(lambda: gw.health()[1]["failureQueue"]["lines"] == 3, message="queued after the torn tail")
+        status, body = gw.health()
+        assert (status, body["status"]) == (200, "degraded")
+        assert body["failureQueue"]["corruptLines"] == 1
+        assert any("set aside" in w for w in body["warnings"])
+        assert gw.metric("telegram_failure_queue_corrupt_lines_total") == 1
+        assert "telegram_failure_queue_corrupt_lines_total 1.0" in httpx.get(gw.server.url + "/metrics").text
+    [sidecar] = list(settings.queue_path.parent.glob("failure-queue.jsonl.corrupt-*"))
+    assert sidecar.read_bytes() == torn + b"\n"
+    assert sidecar.stat().st_mode & 0o777 == 0o600
+    assert [json.loads(raw)["messageId"] for raw in settings.queue_path.read_bytes().splitlines()] == [1, 3, 4]
+    # every whole line comes back with `queue replay` (the torn one was never acknowledged: the journal
+    # still had it when its writer died)
+    api.start()
+    for key in list(os.environ):
+        if key.startswith(("TELEGRAM_", "GATEWAY_", "API_", "FAILURE_QUEUE_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(settings.gateway_data_dir))
+    monkeypatch.setenv("API_ENDPOINT", api.ingest_url)
+    monkeypatch.setenv("GATEWAY_SECRET_TOKEN", api.token)
+    result = CliRunner().invoke(gateway_app, ["queue", "replay"])
+    assert result.exit_code == 0, result.output
+    assert sorted(api.stored_ids()) == [1, 3, 4]
+    assert settings.queue_path.read_bytes() == b""
+
+
+def test_garbage_appended_to_the_queue_is_set_aside_and_the_lines_around_it_delivered(
+    queue_env: FailureQueue, api: IngestStandIn
+) -> None:
+    with queue_env.path.open("ab") as fh:
+        fh.write(b"\x00\x00garbage from a bad disk block")
+    queue_env.append(payload("-1001", 6), 4, "HTTP 503: Database unavailable")
+    with queue_env.path.open("ab") as fh:
+        fh.write(b"not json either\n")
+    queue_env.append(payload("-1001", 7), 4, "HTTP 503: Database unavailable")
+    result = CliRunner().invoke(gateway_app, ["queue", "replay"])
+    assert result.exit_code == 0, result.output
+    assert sorted(api.stored_ids()) == [1, 2, 3, 4, 5, 6, 7]
+    assert queue_env.path.read_bytes() == b""
+    [sidecar] = list(queue_env.path.parent.glob("failure-queue.jsonl.corrupt-*"))
+    assert sidecar.read_bytes().splitlines() == [b"\x00\x00garbage from a bad disk block", b"not json either"]
+    assert "2 unreadable lines" in result.output

@@ -98,10 +98,10 @@ async def test_replay_removes_only_delivered_lines_and_updates_the_rest(queue: F
 
     report = await queue.replay(send, rewrite_every_s=0.0)
     assert sent == list(range(1, 11))
-    assert (report.delivered, report.failed, report.remaining) == (5, 5, 6)
-    raw = queue.path.read_bytes().splitlines()
-    assert raw[-1] == b"this line is not json"
-    remaining = [json.loads(r) for r in raw[:-1]]
+    assert (report.delivered, report.failed, report.remaining, report.corrupt) == (5, 5, 5, 1)
+    [sidecar] = queue.corrupt_files()
+    assert sidecar.read_bytes() == b"this line is not json\n"
+    remaining = [json.loads(r) for r in queue.path.read_bytes().splitlines()]
     assert [r["messageId"] for r in remaining] == [1, 3, 5, 7, 9]
     assert all(r["attempts"] == 5 and r["lastError"].startswith(REJECTED_PREFIX) for r in remaining)
 
@@ -177,3 +177,36 @@ async def test_large_queue_replays_in_order_with_periodic_rewrites(queue: Failur
     assert sent == list(range(1, 301))
     assert report.delivered == 200 and report.remaining == 100
     assert [r["messageId"] for r in lines(queue)] == list(range(3, 301, 3))
+
+
+async def test_a_line_glued_onto_a_torn_tail_is_recovered_and_the_tail_set_aside(queue: FailureQueue) -> None:
+    # what an older version left behind: a torn line with the next whole line appended onto it
+    torn = json.dumps(payload(1)).encode()[:40]
+    whole = FailureQueue.encode(payload(2), 4, "HTTP 503")
+    queue.path.write_bytes(torn + whole)
+    queue.append(payload(3), 4, "HTTP 503")
+    sent: list[int] = []
+
+    async def send(p: IngestPayload) -> ReplayOutcome:
+        sent.append(p["messageId"])
+        return ReplayOutcome(delivered=True)
+
+    corrupt: list[int] = []
+    queue.on_corrupt = corrupt.append
+    with capture_logs() as logs:
+        report = await queue.replay(send)
+    assert sent == [2, 3] and report.remaining == 0 and report.corrupt == 1
+    assert queue.corrupt_files()[0].read_bytes() == torn + b"\n"
+    assert queue.corrupt_lines() == 1 and corrupt == [1]
+    assert any(r["event"] == "Failure queue lines unreadable, set aside" for r in logs)
+
+
+def test_an_append_after_a_torn_tail_starts_on_a_fresh_line(queue: FailureQueue) -> None:
+    queue.append(payload(1), 4, "HTTP 503")
+    with queue.path.open("ab") as fh:
+        fh.write(b'{"channelId":"-1001649127710","messageId":2,"te')
+    queue.append(payload(3), 4, "HTTP 503")
+    assert [r["messageId"] for r in lines(queue)] == [1, 3]
+    [sidecar] = queue.corrupt_files()
+    assert sidecar.read_bytes() == b'{"channelId":"-1001649127710","messageId":2,"te\n'
+    assert sidecar.stat().st_mode & 0o777 == 0o600

@@ -60,6 +60,7 @@ def queue_status(
             "lines": status.lines,
             "bytes": status.bytes,
             "oldestFailedAt": status.oldest_failed_at,
+            "corruptLines": queue.corrupt_lines(),
             "warnBytes": queue.warn_bytes,
             "maxBytes": queue.max_bytes,
         }))
@@ -69,6 +70,8 @@ def queue_status(
     table.add_row("lines", str(status.lines))
     table.add_row("bytes", f"{status.bytes} (warning at {queue.warn_bytes}, cap {queue.max_bytes})")
     table.add_row("oldest failedAt", status.oldest_failed_at or "-")
+    if corrupt := queue.corrupt_lines():
+        table.add_row("set aside", f"{corrupt} unreadable lines in {', '.join(map(str, queue.corrupt_files()))}")
     console.print(table)
 
 
@@ -87,6 +90,11 @@ def queue_replay() -> None:
         return
     report = asyncio.run(_replay(settings, queue, total, console))
     console.print(f"delivered: {report.delivered}  remaining: {report.remaining}")
+    corrupt = queue.corrupt_lines()
+    if corrupt:
+        err_console.print(f"{corrupt} unreadable lines (torn or not JSON) are set aside in "
+                          + ", ".join(str(f) for f in queue.corrupt_files())
+                          + "; inspect them, then remove the files.")
     if "another replay is already running" in report.errors:
         err_console.print("Another replay (the running gateway or another command) holds the queue; try again.")
         raise typer.Exit(1)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,10 @@ class QueueStatus:
 class QueueLine:
     offset: int
     raw: bytes
-    record: dict[str, Any] | None  # None when the line is not valid JSON (kept untouched, never dropped)
+    record: dict[str, Any] | None  # None when no queue record could be read from the line
+    # The bytes of the line that are not a record: all of it, or a torn prefix that an older version
+    # glued a whole line onto. A replay moves them to the corrupt sidecar file.
+    garbage: bytes = b""
 
     @property
     def payload(self) -> IngestPayload:
@@ -68,7 +72,32 @@ class ReplayReport:
     failed: int = 0
     remaining: int = 0
     unreachable: bool = False
+    corrupt: int = 0  # unreadable lines moved to the sidecar file
     errors: list[str] = field(default_factory=list)
+
+
+def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, bytes]:
+    """The record a line holds and the bytes that are not part of it.
+
+    A line that is not a JSON object may still end in a whole record (a torn tail with the next line
+    appended onto it): the longest such suffix that is a queue record is recovered."""
+    body = raw.rstrip(b"\n")
+    try:
+        record = json.loads(body)
+    except ValueError:
+        record = None
+    if isinstance(record, dict):
+        return record, b""
+    start = body.find(b"{", 1)
+    while start > 0:
+        try:
+            candidate = json.loads(body[start:])
+        except ValueError:
+            candidate = None
+        if isinstance(candidate, dict) and "channelId" in candidate and "messageId" in candidate:
+            return candidate, body[:start]
+        start = body.find(b"{", start + 1)
+    return None, body
 
 
 def _fsync_dir(path: Path) -> None:
@@ -83,14 +112,17 @@ class FailureQueue:
     """The queue file plus two lock files: `<file>.lock` guards appends/rewrites, `<file>.replay.lock`
     lets only one process (the service or the CLI) replay at a time."""
 
-    def __init__(self, path: Path, max_bytes: int, warn_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, warn_bytes: int,
+                 on_corrupt: Callable[[int], None] | None = None) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.warn_bytes = warn_bytes
+        self.on_corrupt = on_corrupt  # called with the number of lines set aside (the service's metric)
         self._lock_path = path.with_name(path.name + ".lock")
         self._replay_lock_path = path.with_name(path.name + ".replay.lock")
         self._thread_lock = threading.Lock()
         self._count_cache: tuple[tuple[int, int, int], int, str | None] | None = None
+        self._corrupt_cache: tuple[tuple[tuple[str, int, int], ...], int] | None = None
         self._warned = False
 
     # -- locking ---------------------------------------------------------------------------------------
@@ -145,6 +177,22 @@ class FailureQueue:
         self._count_cache = (key, lines, oldest)
         return QueueStatus(lines, st.st_size, oldest)
 
+    def corrupt_files(self) -> list[Path]:
+        return sorted(self.path.parent.glob(self.path.name + ".corrupt-*"))
+
+    def corrupt_lines(self) -> int:
+        """Unreadable lines set aside in the sidecar files (until an operator removes them)."""
+        files = self.corrupt_files()
+        key = tuple((f.name, st.st_size, st.st_mtime_ns) for f in files if (st := f.stat()))
+        if self._corrupt_cache is not None and self._corrupt_cache[0] == key:
+            return self._corrupt_cache[1]
+        count = 0
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):
+                count += f.read_bytes().count(b"\n")
+        self._corrupt_cache = (key, count)
+        return count
+
     @property
     def over_warning(self) -> bool:
         return self.size() > self.warn_bytes
@@ -162,15 +210,64 @@ class FailureQueue:
                 if limit_bytes is not None and offset >= limit_bytes:
                     break
                 if not raw.endswith(b"\n"):
-                    break  # a line still being written by another process
-                try:
-                    record = json.loads(raw)
-                    if not isinstance(record, dict):
-                        record = None
-                except ValueError:
-                    record = None
-                yield QueueLine(offset, raw, record)
+                    break  # a torn tail: `repair_tail` sets it aside before the next append
+                record, garbage = _parse_line(raw)
+                yield QueueLine(offset, raw, record, garbage)
                 offset += len(raw)
+
+    # -- corrupt lines ---------------------------------------------------------------------------------
+
+    def _set_aside(self, pieces: list[bytes], reason: str) -> None:
+        """Append unreadable bytes, one line each, to today's sidecar file (0600, fsync'd) and report it."""
+        if not pieces:
+            return
+        sidecar = self.path.with_name(f"{self.path.name}.corrupt-{datetime.now(UTC).strftime('%Y%m%d')}")
+        data = b"".join(p.rstrip(b"\n") + b"\n" for p in pieces)
+        fd = os.open(sidecar, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(sidecar.parent)
+        log.error("Failure queue lines unreadable, set aside", path=str(self.path), moved_to=str(sidecar),
+                  lines=len(pieces), reason=reason)
+        if self.on_corrupt is not None:
+            self.on_corrupt(len(pieces))
+
+    def _repair_tail_locked(self, fd: int) -> int:
+        """With the append lock held: a file not ending in a newline has a torn tail (writers only ever
+        add whole lines under this lock). Move the tail to the sidecar and cut it off; returns the size."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        start = size
+        step = 65536
+        while start > 0:
+            lo = max(0, start - step)
+            chunk = os.pread(fd, start - lo, lo)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                start = lo + cut + 1
+                break
+            start = lo
+        tail = os.pread(fd, size - start, start)
+        self._set_aside([tail], "torn last line (no newline at the end of the file)")
+        os.ftruncate(fd, start)
+        os.fsync(fd)
+        return start
+
+    def repair_tail(self) -> None:
+        """Set a torn last line aside now (the service calls it at start, replays before reading)."""
+        with self._append_lock():
+            try:
+                fd = os.open(self.path, os.O_RDWR)
+            except FileNotFoundError:
+                return
+            try:
+                self._repair_tail_locked(fd)
+            finally:
+                os.close(fd)
 
     # -- append ----------------------------------------------------------------------------------------
 
@@ -185,9 +282,9 @@ class FailureQueue:
         line = self.encode(payload, attempts, last_error)
         with self._append_lock():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                before = os.fstat(fd).st_size
+                before = self._repair_tail_locked(fd)
                 if before + len(line) > self.max_bytes:
                     raise QueueFullError(
                         f"failure queue at {before} bytes, cap {self.max_bytes}: message stays in the journal"
@@ -217,10 +314,15 @@ class FailureQueue:
 
     # -- replay ----------------------------------------------------------------------------------------
 
-    def _rewrite(self, snapshot_end: int, delivered: set[int], updated: dict[int, bytes]) -> None:
-        """Atomically replace the file, dropping delivered lines of the snapshot and keeping later appends."""
+    def _rewrite(self, snapshot_end: int, delivered: set[int], updated: dict[int, bytes],
+                 garbage: list[bytes] | None = None) -> None:
+        """Atomically replace the file, dropping delivered lines of the snapshot and keeping later appends.
+
+        `garbage` (unreadable bytes of the snapshot's lines) goes to the sidecar file first, so that a
+        crash in between leaves it in both places, never in neither."""
         tmp = self.path.with_name(self.path.name + ".tmp")
         with self._append_lock():
+            self._set_aside(garbage or [], "not a queue record")
             with self.path.open("rb") as src, tmp.open("wb") as dst:
                 offset = 0
                 for raw in src:
@@ -260,6 +362,7 @@ class FailureQueue:
                 report.unreachable = False
                 report.errors.append("another replay is already running")
                 return report
+            self.repair_tail()
             total = self.status().lines
             tried = 0
             kept_bytes = 0  # the tried-and-kept lines sit at the front of the file, in their order
@@ -268,11 +371,23 @@ class FailureQueue:
                 snapshot_end = self.size()
                 delivered: set[int] = set()
                 updated: dict[int, bytes] = {}
+                garbage: list[bytes] = []
                 last_rewrite = time.monotonic()
                 for line in self.read_lines(snapshot_end, start=kept_bytes):
                     tried += 1
-                    if line.record is None or (line.permanent and not include_permanent):
-                        kept_bytes += len(line.raw)
+                    if line.garbage:
+                        garbage.append(line.garbage)
+                        report.corrupt += 1
+                        if line.record is None:
+                            delivered.add(line.offset)  # gone from the queue, kept in the sidecar
+                        else:  # a whole record glued onto a torn tail: it stays, on its own line
+                            updated[line.offset] = self.encode(
+                                line.payload, int(line.record.get("attempts", 0)),
+                                str(line.record.get("lastError", "")), str(line.record.get("failedAt") or iso_ms()))
+                    if line.record is None:
+                        pass
+                    elif line.permanent and not include_permanent:
+                        kept_bytes += len(updated.get(line.offset, line.raw))
                     else:
                         outcome = await send(line.payload)
                         if outcome.delivered:
@@ -297,8 +412,8 @@ class FailureQueue:
                         break
                 else:
                     stop = True  # the file ran out of lines (somebody else emptied it)
-                if delivered or updated:
-                    self._rewrite(snapshot_end, delivered, updated)
+                if delivered or updated or garbage:
+                    self._rewrite(snapshot_end, delivered, updated, garbage)
         report.remaining = self.status().lines
         if report.delivered:
             log.info("Failure queue replayed", delivered=report.delivered, remaining=report.remaining)

@@ -46,6 +46,10 @@ class GatewayMetrics:
         self.flood_wait_seconds = Counter(
             "telegram_flood_wait_seconds", "Seconds waited because Telegram answered FloodWait", registry=r
         )
+        self.failure_queue_corrupt_lines = Counter(
+            "telegram_failure_queue_corrupt_lines",
+            "Unreadable failure-queue lines (torn or garbage) moved to the corrupt sidecar file", registry=r,
+        )
         self.connection_status.set(0)
         for reason in FAILURE_REASONS:
             self.publish_failures.labels(reason=reason)

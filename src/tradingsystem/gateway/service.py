@@ -97,7 +97,8 @@ class GatewayService:
         self.metrics = GatewayMetrics(settings.max_retries, settings.source_channel_ids)
         self.journal = Journal(data_dir / "journal.db")
         self.queue = FailureQueue(settings.queue_path, settings.failure_queue_max_bytes,
-                                  settings.failure_queue_warn_bytes)
+                                  settings.failure_queue_warn_bytes,
+                                  on_corrupt=self.metrics.failure_queue_corrupt_lines.inc)
         self.cursors = Cursors(data_dir / "cursors.json")
         self.client = IngestClient(settings.api_endpoint, settings.tokens[0], settings.api_timeout_ms,
                                    metrics=self.metrics)
@@ -115,6 +116,7 @@ class GatewayService:
     async def start(self) -> None:
         self._started = time.monotonic()
         await asyncio.to_thread(self.journal.open)
+        await asyncio.to_thread(self.queue.repair_tail)
         await self.publisher.start()
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self.registry.run(), name="channel-registry"))
@@ -201,6 +203,7 @@ class GatewayService:
         pending = await self.publisher.refresh_gauges()
         queue = await asyncio.to_thread(self.queue.status)
         counts = await asyncio.to_thread(self.journal.counts)
+        corrupt = await asyncio.to_thread(self.queue.corrupt_lines)
         errors: list[str] = []
         warnings: list[str] = []
         if telegram == "not_configured":
@@ -214,6 +217,9 @@ class GatewayService:
             errors.append(f"Journal write failed: {self.journal.last_write_error}")
         if queue.bytes > self.queue.warn_bytes:
             warnings.append(f"Failure queue over {self.queue.warn_bytes} bytes")
+        if corrupt:
+            warnings.append(f"Failure queue: {corrupt} unreadable lines set aside in "
+                            f"{self.queue.path.name}.corrupt-* (inspect, then remove the files)")
         if counts.get("held", 0):
             warnings.append(f"Failure queue full: {counts['held']} messages waiting in the journal")
         if self.publisher.api_reachable is False:
@@ -224,7 +230,8 @@ class GatewayService:
             "telegram": telegram,
             "sources": self.source_states(),
             "journalPending": pending,
-            "failureQueue": {"lines": queue.lines, "bytes": queue.bytes},
+            "failureQueue": {"lines": queue.lines, "bytes": queue.bytes,
+                             **({"corruptLines": corrupt} if corrupt else {})},
             "uptime": round(time.monotonic() - self._started, 3),
             "timestamp": iso_ms(),
         }
