@@ -21,7 +21,7 @@ from tradingsystem.core.embedded import free_port
 # Anything in the caller's environment that would point the stack elsewhere.
 ISOLATED_PREFIXES = ("TELEGRAM_", "TIMESCALEDB_", "GATEWAY_", "REPLAY_", "FAILURE_QUEUE_")
 ISOLATED_NAMES = {"DATABASE_URL", "API_SECRET_TOKEN", "API_ENDPOINT", "HOST", "TRADINGSYSTEM_VAR_DIR",
-                  "WORKSPACE_PORT", "API_PORT", "EMBEDDED_PG_PORT"}
+                  "WORKSPACE_PORT", "API_PORT", "EMBEDDED_PG_PORT", "EMBEDDED_PG_SYSTEM_USER"}
 
 
 @dataclass

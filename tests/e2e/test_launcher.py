@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.e2e.conftest import Stack
 from tests.support.servers import wait_until
@@ -71,6 +74,30 @@ def test_up_twice_down_twice_and_the_demo_signals_flow(stack: Stack) -> None:
     again = stack.run("down")
     assert again.returncode == 0
     assert "Nothing is running" in again.stdout
+
+
+def test_up_on_a_machine_where_the_database_user_does_not_exist_yet(stack: Stack) -> None:
+    # A fresh machine has no `pgserver` user: under root, supervisord refuses a configuration that
+    # names an unknown user, so `up` must create it before writing one. A name no machine has.
+    user = f"tsfresh{secrets.token_hex(4)}"
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
+    env = {"EMBEDDED_PG_SYSTEM_USER": user}
+    try:
+        result = stack.up(extra_env=env)
+        assert "✔ postgres" in result.stdout and "initialised a new cluster" in result.stdout, result.stdout
+        programs = stack.programs()
+        assert [programs[name]["state"] for name in SERVICES] == ["RUNNING"] * 4
+        expected = user if os.geteuid() == 0 else psutil.Process().username()
+        assert psutil.Process(programs["postgres"]["pid"]).username() == expected
+        assert stack.get("api", "/health").status_code == 200
+        down = stack.run("down", extra_env=env)
+        assert down.returncode == 0, down.stdout
+        assert all_ports_free(stack)
+    finally:
+        stack.run("down", extra_env=env)
+        if os.geteuid() == 0:
+            subprocess.run(["userdel", user], capture_output=True, check=False)
 
 
 def test_a_crashed_service_is_restarted_and_status_shows_it(stack: Stack) -> None:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import secrets
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 from supervisor.options import ServerOptions
 
+from tradingsystem.launcher.commands import ensure_run_as_user
 from tradingsystem.launcher.plan import (
     DEMO_REPLAY_INTERVAL_MS,
     LauncherSettings,
     Paths,
+    Plan,
     UnrepresentableValue,
     build_plan,
     ensure_generated_token,
@@ -23,7 +28,8 @@ from tradingsystem.launcher.plan import (
 
 CLEARED = ("DATABASE_URL", "TIMESCALEDB_HOST", "TELEGRAM_API_ID", "TELEGRAM_API_HASH", "TELEGRAM_INGESTION_BOT_TOKEN",
            "TELEGRAM_REPLAY_FILE", "REPLAY_INTERVAL_MS", "GATEWAY_SECRET_TOKEN", "API_SECRET_TOKEN", "API_ENDPOINT",
-           "GATEWAY_DATA_DIR", "HOST", "WORKSPACE_PORT", "API_PORT", "GATEWAY_PORT", "EMBEDDED_PG_PORT")
+           "GATEWAY_DATA_DIR", "HOST", "WORKSPACE_PORT", "API_PORT", "GATEWAY_PORT", "EMBEDDED_PG_PORT",
+           "EMBEDDED_PG_SYSTEM_USER")
 
 
 @pytest.fixture(autouse=True)
@@ -125,12 +131,25 @@ def test_without_a_configured_token_one_must_be_generated() -> None:
         build_plan()
 
 
-def test_the_rendered_config_is_what_supervisord_reads(isolated: Path) -> None:
+def test_the_rendered_config_is_what_supervisord_reads(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under root the config names the database's OS user: a name this machine does not have yet,
+    # created by the step `up` runs before it writes the config (supervisord refuses unknown users).
+    user = f"tsplan{secrets.token_hex(4)}"
+    monkeypatch.setenv("EMBEDDED_PG_SYSTEM_USER", user)
     token = "tok%en \"quoted\", =comma;hash#\\"
     plan = build_plan(token=token)
     text = render_config(plan)
     for sub in ("logs", "supervisor"):  # `up` creates them before starting supervisord
         (isolated / "var" / sub).mkdir(parents=True)
+    ensure_run_as_user(plan)
+    try:
+        check_config(plan, text, token, isolated)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["userdel", user], capture_output=True, check=False)
+
+
+def check_config(plan: Plan, text: str, token: str, isolated: Path) -> None:
     assert text == render_config(build_plan(token=token))  # deterministic
     processes = parse(text, isolated)
     assert set(processes) == {"postgres", "workspace", "api", "gateway"}
@@ -144,7 +163,7 @@ def test_the_rendered_config_is_what_supervisord_reads(isolated: Path) -> None:
     assert processes["workspace"].directory == str(isolated.resolve())  # type: ignore[attr-defined]
     assert processes["postgres"].directory == str((isolated / "var" / "postgres").resolve())  # type: ignore[attr-defined]
     if os.geteuid() == 0:
-        assert processes["postgres"].uid is not None  # type: ignore[attr-defined]
+        assert processes["postgres"].uid == pwd.getpwnam(plan.programs["postgres"].user or "").pw_uid  # type: ignore[attr-defined]
 
 
 def test_a_generated_token_is_private_and_stable(tmp_path: Path) -> None:

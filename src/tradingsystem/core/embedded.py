@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -17,7 +17,14 @@ import structlog
 log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 5433
-SYSTEM_USER = "pgserver"  # PostgreSQL refuses to run as root; as root we run it as this user.
+# PostgreSQL refuses to run as root; as root we run it as this system user (created when missing).
+SYSTEM_USER = "pgserver"
+SYSTEM_USER_ENV = "EMBEDDED_PG_SYSTEM_USER"
+
+
+def system_user() -> str:
+    """The OS user the server runs as under root (`EMBEDDED_PG_SYSTEM_USER`, default `pgserver`)."""
+    return os.environ.get(SYSTEM_USER_ENV, "").strip() or SYSTEM_USER
 
 
 def bin_dir() -> Path:
@@ -39,6 +46,7 @@ class EmbeddedPostgres:
     port: int = DEFAULT_PORT
     database: str = "tradingsystem"
     user: str = "postgres"
+    os_user: str = field(default_factory=system_user)
 
     @property
     def url(self) -> str:
@@ -46,14 +54,20 @@ class EmbeddedPostgres:
 
     @property
     def run_as(self) -> str | None:
-        return SYSTEM_USER if os.geteuid() == 0 else None
+        return self.os_user if os.geteuid() == 0 else None
 
-    def _ensure_system_user(self) -> None:
+    def ensure_system_user(self) -> None:
+        """Under root, create the system user the server runs as when it does not exist yet."""
+        if self.run_as is None:
+            return
         try:
-            pwd.getpwnam(SYSTEM_USER)
+            pwd.getpwnam(self.os_user)
         except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", SYSTEM_USER],
-                           check=True, capture_output=True)
+            made = subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
+                                   self.os_user], capture_output=True, text=True, check=False)
+            if made.returncode != 0:
+                raise EmbeddedPostgresError(f"could not create the system user {self.os_user!r} that PostgreSQL "
+                                            f"runs as under root: {made.stderr.strip()}") from None
 
     def _pg(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         cmd = [str(bin_dir() / tool), *args]
@@ -77,15 +91,15 @@ class EmbeddedPostgres:
         return (self.data_dir / "PG_VERSION").exists()
 
     def init(self) -> None:
-        """Create the cluster on first use; later calls keep the data."""
+        """Create the system user (under root) and the cluster on first use; later calls keep the data."""
+        self.ensure_system_user()
         if self.initialized:
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
         if self.run_as:
-            self._ensure_system_user()
             self._make_traversable()
-            entry = pwd.getpwnam(SYSTEM_USER)
+            entry = pwd.getpwnam(self.os_user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
         result = self._pg("initdb", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", self.user,
                           "-D", str(self.data_dir.resolve()))

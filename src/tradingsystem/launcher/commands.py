@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tradingsystem.core.dbcli import SCHEMAS, embedded
-from tradingsystem.core.embedded import EmbeddedPostgres, describe_port_owner, port_in_use
+from tradingsystem.core.embedded import EmbeddedPostgres, EmbeddedPostgresError, describe_port_owner, port_in_use
 from tradingsystem.core.settings import ConfigError, DatabaseSettings
 from tradingsystem.launcher.health import redact
 from tradingsystem.launcher.plan import (
@@ -271,9 +271,23 @@ def adopt_stray_database(plan: Plan, reporter: Reporter) -> None:
                   "under supervisord")
 
 
+def ensure_run_as_user(plan: Plan) -> None:
+    """Create the OS user the embedded server runs as under root before any supervisord configuration
+    names it: supervisord refuses a configuration with an unknown user (its data directory is made
+    later, before the program is started)."""
+    pg = plan.embedded_db
+    if pg is None or "postgres" not in plan.programs:
+        return
+    try:
+        pg.ensure_system_user()
+    except (EmbeddedPostgresError, OSError) as exc:
+        raise UpFailed("postgres", str(exc)) from exc
+
+
 def up_local(plan: Plan, reporter: Reporter, timeout_s: float, only: set[str] | None = None) -> bool:
     """Start what is not running, in order; returns whether anything changed. Raises UpFailed."""
     sup = Supervisor(plan.paths)
+    ensure_run_as_user(plan)
     states, changed = prepare_supervisor(plan, sup, reporter)
     wanted = [p for p in plan.ordered if only is None or p.name in only]
     to_start = [p for p in wanted if not (p.name in states and states[p.name].running)]
@@ -300,7 +314,10 @@ def up_local(plan: Plan, reporter: Reporter, timeout_s: float, only: set[str] | 
             started = time.monotonic()
             adopt_stray_database(plan, reporter)
             fresh = not pg.initialized
-            pg.init()
+            try:
+                pg.init()
+            except (EmbeddedPostgresError, OSError) as exc:
+                raise UpFailed("postgres", str(exc), plan.paths.log_file("postgres")) from exc
             sup.start("postgres")
             wait_postgres(sup, program, pg, timeout_s)
             pg.ensure_database()
