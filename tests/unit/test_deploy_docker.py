@@ -35,6 +35,13 @@ class Stage:
     name: str
     base: str
     instructions: list[tuple[str, str]] = field(default_factory=list)
+    # The ARGs declared before the first FROM, with their defaults: what a FROM line may refer to.
+    global_args: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def default_base(self) -> str:
+        """The base with the global build arguments at their defaults (`docker build` without --build-arg)."""
+        return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: self.global_args[m.group(1) or m.group(2)], self.base)
 
     def values(self, keyword: str) -> list[str]:
         return [args for key, args in self.instructions if key == keyword]
@@ -57,6 +64,7 @@ def parse_dockerfile(text: str) -> dict[str, Stage]:
         buffer = ""
     stages: dict[str, Stage] = {}
     current: Stage | None = None
+    global_args: dict[str, str] = {}
     for line in logical:
         keyword, _, args = line.partition(" ")
         keyword = keyword.upper()
@@ -65,10 +73,13 @@ def parse_dockerfile(text: str) -> dict[str, Stage]:
             match = re.match(r"^(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", args, re.IGNORECASE)
             assert match, f"unreadable FROM line: {line}"
             name = match.group(2) or str(len(stages))
-            current = Stage(name=name, base=match.group(1))
+            current = Stage(name=name, base=match.group(1), global_args=global_args)
             stages[name] = current
         elif current is not None:
             current.instructions.append((keyword, args))
+        elif keyword == "ARG":
+            key, _, default = args.partition("=")
+            global_args[key] = default
     return stages
 
 
@@ -116,9 +127,36 @@ def test_hadolint_is_really_linting(tmp_path: Path) -> None:
     assert {"DL3007", "DL3002"} <= codes
 
 
-def test_all_images_start_from_python_312_slim(stages: dict[str, Stage]) -> None:
-    external = {stage.base for stage in stages.values() if stage.base not in stages}
-    assert external == {"python:3.12-slim"}
+def test_all_images_start_from_one_base_given_as_a_build_argument(stages: dict[str, Stage]) -> None:
+    external = [stage for stage in stages.values() if stage.base not in stages]
+    # One external base, named by the BASE_IMAGE argument: CI passes a locally built one.
+    assert {stage.base for stage in external} == {"${BASE_IMAGE}"}
+    assert {stage.default_base for stage in external} == {"python:3.12-slim"}
+
+
+def test_the_image_works_with_python3_only_bases(stages: dict[str, Stage]) -> None:
+    # Debian's python3 package has no `python` command: everything before the virtualenv exists calls python3,
+    # and what runs later (health checks, CMD) finds the virtualenv's `python` first on PATH.
+    runs = [run for stage in stages.values() for run in stage.values("RUN")]
+    venv = [run for run in runs if "-m venv" in run]
+    assert venv and all(run.startswith("python3 -m venv /opt/venv") for run in venv)
+    assert not any(re.match(r"python\s", run) for run in runs)
+    env = " ".join(stages["base"].values("ENV"))
+    assert "PATH=/opt/venv/bin:$PATH" in env
+
+
+def test_the_base_label_names_the_base_actually_used(stages: dict[str, Stage]) -> None:
+    labels = " ".join(stages["base"].values("LABEL"))
+    assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in labels
+    assert "BASE_IMAGE" in [arg.partition("=")[0] for arg in stages["base"].values("ARG")]
+
+
+def test_nothing_machine_specific_in_the_dockerfile() -> None:
+    # The local CA bundle and mirror belong to CI's locally built base image, never to the project's images.
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    for marker in ("ca-certificates.crt", "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "debian.sources",
+                   "trusted-host", "index-url", "tradingsystem-ci/"):
+        assert marker not in text, marker
 
 
 def test_builder_and_targets_exist(stages: dict[str, Stage]) -> None:
