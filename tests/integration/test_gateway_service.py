@@ -380,7 +380,8 @@ def test_queue_replay_removes_only_delivered_lines(queue_env: FailureQueue, api:
     assert "delivered: 4" in result.stdout and "remaining: 1" in result.stdout
     assert sorted(api.stored_ids()) == [1, 2, 4, 5]
     [line] = [json.loads(raw) for raw in queue_env.path.read_bytes().splitlines()]
-    assert line["messageId"] == 3 and line["attempts"] == 5 and "HTTP 400" in line["lastError"]
+    assert line["messageId"] == 3 and line["attempts"] == 5
+    assert line["lastError"] == "rejected by API: Validation failed: text is not acceptable"
 
 
 def test_queue_replay_with_the_api_down_exits_1_and_keeps_everything(queue_env: FailureQueue,
@@ -466,3 +467,29 @@ def test_garbage_appended_to_the_queue_is_set_aside_and_the_lines_around_it_deli
     [sidecar] = list(queue_env.path.parent.glob("failure-queue.jsonl.corrupt-*"))
     assert sidecar.read_bytes().splitlines() == [b"\x00\x00garbage from a bad disk block", b"not json either"]
     assert "2 unreadable lines" in result.output
+
+
+def test_queue_replay_goes_in_batches_and_keeps_per_message_errors(queue_env: FailureQueue,
+                                                                   api: IngestStandIn) -> None:
+    for i in range(6, 2501):
+        queue_env.append(payload("-1001", i), 4, "HTTP 503: Database unavailable")
+    api.reject = {7, 1500}
+    result = CliRunner().invoke(gateway_app, ["queue", "replay"])
+    assert result.exit_code == 0, result.output
+    assert "delivered: 2498" in result.stdout and "remaining: 2" in result.stdout
+    assert api.batch_requests == 3  # at most 1000 messages per POST
+    assert sum(api.requests.values()) == 2500  # each message sent once, none of them alone
+    kept = [json.loads(raw) for raw in queue_env.path.read_bytes().splitlines()]
+    assert [line["messageId"] for line in kept] == [7, 1500]
+    assert all(line["attempts"] == 5 and "Validation failed" in line["lastError"] for line in kept)
+
+
+def test_the_automatic_redrive_goes_in_batches(tmp_path: Path, api: IngestStandIn) -> None:
+    settings = settings_for(api, tmp_path / "data")
+    queue = FailureQueue(settings.queue_path, settings.failure_queue_max_bytes, settings.failure_queue_warn_bytes)
+    for i in range(1, 1201):
+        queue.append(payload("-1001", i), 4, "HTTP 503: Database unavailable")
+    with Gateway(settings, [ScriptedSource("bot")]) as gw:
+        wait_until(lambda: api.distinct() == 1200, message="the queue re-driven")
+        wait_until(lambda: gw.health()[1]["failureQueue"]["lines"] == 0, message="queue emptied")
+    assert api.batch_requests == 2 and sum(api.requests.values()) == 1200

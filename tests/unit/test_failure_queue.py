@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,17 @@ from tests.support.fs import TinyFilesystem, fill
 
 from tradingsystem.gateway.failure_queue import REJECTED_PREFIX, FailureQueue, QueueFullError, ReplayOutcome
 from tradingsystem.gateway.types import IngestPayload
+
+SendOne = Callable[[IngestPayload], Awaitable[ReplayOutcome]]
+
+
+def each(send: SendOne) -> Callable[[list[IngestPayload]], Awaitable[list[ReplayOutcome]]]:
+    """A batch sender that answers each payload of a batch with `send`."""
+
+    async def send_batch(payloads: list[IngestPayload]) -> list[ReplayOutcome]:
+        return [await send(p) for p in payloads]
+
+    return send_batch
 
 
 def payload(message_id: int, channel: str = "-1001649127710") -> dict[str, Any]:
@@ -96,7 +108,7 @@ async def test_replay_removes_only_delivered_lines_and_updates_the_rest(queue: F
             return ReplayOutcome(delivered=False, error=REJECTED_PREFIX + "HTTP 400: Validation failed")
         return ReplayOutcome(delivered=True)
 
-    report = await queue.replay(send, rewrite_every_s=0.0)
+    report = await queue.replay(each(send), rewrite_every_s=0.0)
     assert sent == list(range(1, 11))
     assert (report.delivered, report.failed, report.remaining, report.corrupt) == (5, 5, 5, 1)
     [sidecar] = queue.corrupt_files()
@@ -115,11 +127,10 @@ async def test_replay_stops_when_the_api_is_unreachable_and_keeps_the_rest(queue
             return ReplayOutcome(delivered=True)
         return ReplayOutcome(delivered=False, error="ConnectError: refused", unreachable=True)
 
-    report = await queue.replay(send)
+    report = await queue.replay(each(send))
     assert report.unreachable and report.delivered == 2
     assert [r["messageId"] for r in lines(queue)] == [3, 4, 5]
-    assert lines(queue)[0]["lastError"] == "ConnectError: refused"
-    assert lines(queue)[1]["lastError"] == "HTTP 503"
+    assert all(r["lastError"] == "ConnectError: refused" and r["attempts"] == 5 for r in lines(queue))
 
 
 async def test_lines_appended_during_a_replay_are_kept(queue: FailureQueue) -> None:
@@ -130,7 +141,7 @@ async def test_lines_appended_during_a_replay_are_kept(queue: FailureQueue) -> N
         queue.append(payload(100 + p["messageId"]), 4, "HTTP 503")  # the publisher keeps failing meanwhile
         return ReplayOutcome(delivered=True)
 
-    report = await queue.replay(send, rewrite_every_s=0.0)
+    report = await queue.replay(each(send), rewrite_every_s=0.0)
     assert report.delivered == 3
     assert [r["messageId"] for r in lines(queue)] == [101, 102, 103]
 
@@ -144,7 +155,7 @@ async def test_automatic_replay_skips_lines_the_api_refused(queue: FailureQueue)
         sent.append(p["messageId"])
         return ReplayOutcome(delivered=True)
 
-    await queue.replay(send, include_permanent=False)
+    await queue.replay(each(send), include_permanent=False)
     assert sent == [2]
     assert [r["messageId"] for r in lines(queue)] == [1]
 
@@ -154,10 +165,10 @@ async def test_only_one_replay_at_a_time(queue: FailureQueue) -> None:
     inner: list[Any] = []
 
     async def send(p: IngestPayload) -> ReplayOutcome:
-        inner.append(await queue.replay(send))
+        inner.append(await queue.replay(each(send)))
         return ReplayOutcome(delivered=True)
 
-    await queue.replay(send)
+    await queue.replay(each(send))
     assert inner[0].errors == ["another replay is already running"] and inner[0].delivered == 0
     assert queue.status().lines == 0
 
@@ -173,7 +184,7 @@ async def test_large_queue_replays_in_order_with_periodic_rewrites(queue: Failur
             return ReplayOutcome(delivered=False, error="HTTP 400: bad")
         return ReplayOutcome(delivered=True)
 
-    report = await queue.replay(send, rewrite_every_s=0.0)
+    report = await queue.replay(each(send), rewrite_every_s=0.0)
     assert sent == list(range(1, 301))
     assert report.delivered == 200 and report.remaining == 100
     assert [r["messageId"] for r in lines(queue)] == list(range(3, 301, 3))
@@ -194,7 +205,7 @@ async def test_a_line_glued_onto_a_torn_tail_is_recovered_and_the_tail_set_aside
     corrupt: list[int] = []
     queue.on_corrupt = corrupt.append
     with capture_logs() as logs:
-        report = await queue.replay(send)
+        report = await queue.replay(each(send))
     assert sent == [2, 3] and report.remaining == 0 and report.corrupt == 1
     assert queue.corrupt_files()[0].read_bytes() == torn + b"\n"
     assert queue.corrupt_lines() == 1 and corrupt == [1]
@@ -210,3 +221,36 @@ def test_an_append_after_a_torn_tail_starts_on_a_fresh_line(queue: FailureQueue)
     [sidecar] = queue.corrupt_files()
     assert sidecar.read_bytes() == b'{"channelId":"-1001649127710","messageId":2,"te\n'
     assert sidecar.stat().st_mode & 0o777 == 0o600
+
+
+async def test_replay_sends_batches_of_at_most_the_limit(queue: FailureQueue) -> None:
+    for i in range(1, 26):
+        queue.append(payload(i), 4, "HTTP 503")
+    batches: list[list[int]] = []
+
+    async def send(payloads: list[IngestPayload]) -> list[ReplayOutcome]:
+        batches.append([p["messageId"] for p in payloads])
+        return [ReplayOutcome(delivered=p["messageId"] != 12, error="rejected by API: bad") for p in payloads]
+
+    report = await queue.replay(send, batch_max=10)
+    assert batches == [list(range(1, 11)), list(range(11, 21)), list(range(21, 26))]
+    assert (report.delivered, report.failed, report.remaining) == (24, 1, 1)
+    assert [r["messageId"] for r in lines(queue)] == [12]
+
+
+async def test_a_batch_the_api_did_not_take_stops_the_replay_and_keeps_every_line(queue: FailureQueue) -> None:
+    for i in range(1, 26):
+        queue.append(payload(i), 4, "HTTP 503")
+    batches = 0
+
+    async def send(payloads: list[IngestPayload]) -> list[ReplayOutcome]:
+        nonlocal batches
+        batches += 1
+        if batches == 1:
+            return [ReplayOutcome(delivered=True) for _ in payloads]
+        return [ReplayOutcome(delivered=False, error="HTTP 503", unreachable=True) for _ in payloads]
+
+    report = await queue.replay(send, batch_max=10)
+    assert batches == 2 and report.unreachable and report.delivered == 10
+    assert [r["messageId"] for r in lines(queue)] == list(range(11, 26))
+    assert [r["attempts"] for r in lines(queue)] == [5] * 10 + [4] * 5

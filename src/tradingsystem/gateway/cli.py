@@ -115,12 +115,12 @@ def queue_replay() -> None:
 async def _replay(settings: GatewaySettings, queue: FailureQueue, total: int, console: Console) -> ReplayReport:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tradingsystem.gateway.publisher import IngestClient, replay_outcome
+    from tradingsystem.gateway.publisher import IngestClient, replay_batch
 
     client = IngestClient(settings.api_endpoint, settings.tokens[0], settings.api_timeout_ms)
 
-    async def send(payload: IngestPayload) -> ReplayOutcome:
-        return replay_outcome(await client.send(payload))
+    async def send(payloads: list[IngestPayload]) -> list[ReplayOutcome]:
+        return await replay_batch(client, payloads)
 
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:

@@ -8,7 +8,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,10 @@ QUEUE_FIELDS = ("failedAt", "attempts", "lastError")
 # lastError of a message the API refused as invalid: re-sending it unchanged cannot succeed, so the
 # automatic re-drive leaves it for an operator (`gateway queue replay` still tries every line).
 REJECTED_PREFIX = "rejected by API: "
+# A replay sends `/ingest/batch` requests of at most the API's 1000 messages and about 4 MiB (the API
+# takes 8 MiB per batch body; queue lines are a little larger than the payloads they carry).
+REPLAY_BATCH_MAX = 1000
+REPLAY_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class QueueFullError(Exception):
@@ -197,7 +201,7 @@ class FailureQueue:
     def over_warning(self) -> bool:
         return self.size() > self.warn_bytes
 
-    def read_lines(self, limit_bytes: int | None = None, start: int = 0) -> Iterator[QueueLine]:
+    def read_lines(self, limit_bytes: int | None = None, start: int = 0) -> Generator[QueueLine]:
         """Every complete line from byte `start` (up to `limit_bytes` of the file), with its byte offset."""
         try:
             fh = self.path.open("rb")
@@ -342,18 +346,21 @@ class FailureQueue:
 
     async def replay(
         self,
-        send: Callable[[IngestPayload], Awaitable[ReplayOutcome]],
+        send: Callable[[list[IngestPayload]], Awaitable[list[ReplayOutcome]]],
         *,
         include_permanent: bool = True,
         rewrite_every_s: float = 2.0,
         progress: Callable[[int, int], None] | None = None,
+        batch_max: int = REPLAY_BATCH_MAX,
+        batch_bytes: int = REPLAY_BATCH_BYTES,
     ) -> ReplayReport:
-        """Re-send the queued lines in order and remove only the delivered ones.
+        """Re-send the queued lines in order, in batches, and remove only the delivered ones.
 
-        The file is rewritten (atomically) at most every `rewrite_every_s` seconds and at the end, so a
-        crash in the middle re-sends at most those seconds' worth of delivered lines (the API drops
-        duplicates). Lines appended while replaying are left for the next run. Stops at the first
-        `unreachable` outcome; `remaining` in the report is the line count afterwards.
+        `send` gets up to `batch_max` payloads (and about `batch_bytes` of lines) and answers one outcome
+        per payload. The file is rewritten (atomically) at most every `rewrite_every_s` seconds and at the
+        end, so a crash in the middle re-sends at most those seconds' worth of delivered lines (the API
+        drops duplicates). Lines appended while replaying are left for the next run. Stops after a batch
+        with an `unreachable` outcome; `remaining` in the report is the line count afterwards.
         """
         report = ReplayReport()
         with self._file_lock(self._replay_lock_path, blocking=False) as locked:
@@ -373,45 +380,58 @@ class FailureQueue:
                 updated: dict[int, bytes] = {}
                 garbage: list[bytes] = []
                 last_rewrite = time.monotonic()
-                for line in self.read_lines(snapshot_end, start=kept_bytes):
-                    tried += 1
-                    if line.garbage:
-                        garbage.append(line.garbage)
-                        report.corrupt += 1
+                lines = self.read_lines(snapshot_end, start=kept_bytes)
+                while True:
+                    batch: list[QueueLine] = []
+                    size = 0
+                    for line in lines:
+                        tried += 1
+                        if line.garbage:
+                            garbage.append(line.garbage)
+                            report.corrupt += 1
+                            if line.record is None:
+                                delivered.add(line.offset)  # gone from the queue, kept in the sidecar
+                            else:  # a whole record glued onto a torn tail: it stays, on its own line
+                                updated[line.offset] = self.encode(
+                                    line.payload, int(line.record.get("attempts", 0)),
+                                    str(line.record.get("lastError", "")),
+                                    str(line.record.get("failedAt") or iso_ms()))
                         if line.record is None:
-                            delivered.add(line.offset)  # gone from the queue, kept in the sidecar
-                        else:  # a whole record glued onto a torn tail: it stays, on its own line
-                            updated[line.offset] = self.encode(
-                                line.payload, int(line.record.get("attempts", 0)),
-                                str(line.record.get("lastError", "")), str(line.record.get("failedAt") or iso_ms()))
-                    if line.record is None:
-                        pass
-                    elif line.permanent and not include_permanent:
-                        kept_bytes += len(updated.get(line.offset, line.raw))
-                    else:
-                        outcome = await send(line.payload)
-                        if outcome.delivered:
-                            delivered.add(line.offset)
-                            report.delivered += 1
+                            pass
+                        elif line.permanent and not include_permanent:
+                            kept_bytes += len(updated.get(line.offset, line.raw))
                         else:
+                            batch.append(line)
+                            size += len(line.raw)
+                        if tried >= total or len(batch) >= batch_max or size >= batch_bytes:
+                            break
+                    else:
+                        stop = True  # the file ran out of lines (somebody else emptied it)
+                    if batch:
+                        outcomes = await send([line.payload for line in batch])
+                        for line, outcome in zip(batch, outcomes, strict=True):
+                            if outcome.delivered:
+                                delivered.add(line.offset)
+                                report.delivered += 1
+                                continue
                             report.failed += 1
                             error = outcome.error or "unknown error"
                             if error not in report.errors:
                                 report.errors.append(error)
                             record = line.record
+                            assert record is not None
                             new = self.encode(line.payload, int(record.get("attempts", 0)) + 1, error,
                                               str(record.get("failedAt") or iso_ms()))
                             updated[line.offset] = new
                             kept_bytes += len(new)
-                        if outcome.unreachable:
-                            report.unreachable = True
-                            stop = True
+                            if outcome.unreachable:
+                                report.unreachable = True
+                                stop = True
                     if progress:
                         progress(tried, total)
                     if stop or tried >= total or time.monotonic() - last_rewrite >= rewrite_every_s:
                         break
-                else:
-                    stop = True  # the file ran out of lines (somebody else emptied it)
+                lines.close()
                 if delivered or updated or garbage:
                     self._rewrite(snapshot_end, delivered, updated, garbage)
         report.remaining = self.status().lines

@@ -59,6 +59,7 @@ class BatchItemResult:
     duplicate: bool = False
     error: str | None = None
     rejected: bool = False  # the API refused this message itself (validation), not the whole request
+    refused: bool = False  # the API refused the whole request (a 4xx that a retry does not change)
 
 
 class RetrySchedule:
@@ -149,6 +150,7 @@ class IngestClient:
 
     async def _send_chunk(self, chunk: list[IngestPayload], schedule: RetrySchedule) -> list[BatchItemResult]:
         error = "not sent"
+        refused = False
         for attempt, delay in enumerate([0.0, *schedule.delays()]):
             if attempt:
                 if self._metrics is not None:
@@ -167,8 +169,9 @@ class IngestClient:
                 return self._batch_results(chunk, resp)
             error = f"HTTP {resp.status_code}: {resp.text[:300].strip()}"
             if 400 <= resp.status_code < 500 and resp.status_code not in TRANSIENT_4XX:
+                refused = True
                 break
-        return [BatchItemResult(_message_id(p), delivered=False, error=error) for p in chunk]
+        return [BatchItemResult(_message_id(p), delivered=False, error=error, refused=refused) for p in chunk]
 
     @staticmethod
     def _batch_results(chunk: list[IngestPayload], resp: httpx.Response) -> list[BatchItemResult]:
@@ -225,6 +228,28 @@ def replay_outcome(result: SendResult) -> ReplayOutcome:
     if result.permanent:
         return ReplayOutcome(delivered=False, error=REJECTED_PREFIX + (result.error or "rejected"))
     return ReplayOutcome(delivered=False, error=result.error, unreachable=True)
+
+
+NO_RETRIES = RetrySchedule(0, 0)  # a replay stops at the first transient failure instead of waiting
+
+
+def batch_item_outcome(result: BatchItemResult) -> ReplayOutcome:
+    if result.delivered:
+        return ReplayOutcome(delivered=True)
+    if result.rejected:
+        return ReplayOutcome(delivered=False, error=REJECTED_PREFIX + (result.error or "rejected"))
+    return ReplayOutcome(delivered=False, error=result.error, unreachable=True)
+
+
+async def replay_batch(client: IngestClient, payloads: Sequence[IngestPayload]) -> list[ReplayOutcome]:
+    """One `/ingest/batch` for a batch of failure-queue lines, one outcome per line (per-item errors kept).
+
+    When the API refuses the request as a whole (for example 413, or an API without the batch route),
+    each line is sent alone so that it gets its own answer."""
+    results = await client.send_batch(payloads, NO_RETRIES)
+    if results and all(r.refused for r in results):
+        return [replay_outcome(await client.send(p)) for p in payloads]
+    return [batch_item_outcome(r) for r in results]
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> bool:
@@ -464,13 +489,14 @@ class Publisher:
 
     # -- failure queue re-drive ------------------------------------------------------------------------
 
-    async def _send_for_replay(self, payload: IngestPayload) -> ReplayOutcome:
-        result = await self.client.send(payload)
-        if result.ok:
-            self._acknowledged(None, str(payload.get("channelId")), int(payload.get("messageId") or 0))
-        elif not result.permanent:
-            self._api_down(result.error)
-        return replay_outcome(result)
+    async def _send_for_replay(self, payloads: list[IngestPayload]) -> list[ReplayOutcome]:
+        outcomes = await replay_batch(self.client, payloads)
+        for payload, outcome in zip(payloads, outcomes, strict=True):
+            if outcome.delivered:
+                self._acknowledged(None, str(payload.get("channelId")), int(payload.get("messageId") or 0))
+            elif outcome.unreachable:
+                self._api_down(outcome.error)
+        return outcomes
 
     async def redrive(self) -> None:
         """Send the failure queue (except lines the API refused as invalid) and held entries again."""
