@@ -15,7 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.support.fs import TinyFilesystem, fill
+from tests.support.fs import TinyFilesystem, damage_pages, fill
 from tests.support.ingest_server import IngestStandIn
 from tests.support.servers import ProcessServer, ThreadServer, wait_until
 from tradingsystem.core.embedded import free_port
@@ -213,6 +213,59 @@ def test_kill_9_during_a_burst_loses_nothing(tmp_path: Path, api: IngestStandIn)
     for n in range(4):
         ids = api.stored_ids(f"-100{n}")
         assert sorted(ids) == list(range(n + 1, total + 1, 4))
+
+
+def test_a_malformed_journal_is_set_aside_and_what_it_still_holds_is_delivered(tmp_path: Path,
+                                                                               api: IngestStandIn) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    with Journal(data / "journal.db").open() as journal:
+        journal.append_many([{**payload(f"-100{n % 2}", n), "text": "x" * 400} for n in range(1, 2001)])
+    damage_pages(data / "journal.db")
+    gateway = gateway_process(tmp_path, api, free_port())
+    gateway.start()
+    try:
+        gateway.wait_healthy(60)
+        [moved] = [p for p in data.iterdir() if p.name.startswith("journal.db.corrupt-") and "-" not in p.name[19:]]
+        records = [json.loads(line) for line in gateway.output().splitlines() if line.startswith("{")]
+        [damage] = [r for r in records if r["message"].startswith("Journal damaged")]
+        assert damage["level"] == "error" and damage["moved_to"] == str(moved) and "malformed" in damage["error"]
+        salvaged = damage["salvaged"]
+        assert 1500 < salvaged < 2000
+        wait_until(lambda: api.distinct() == salvaged, timeout=60, message="every salvaged message delivered")
+        body = httpx.get(gateway.url + "/health", timeout=5).json()
+        assert body["status"] == "unhealthy"  # no Telegram source here; the warning is there all the same
+        assert any("Damaged journal set aside" in w and moved.name in w for w in body["warnings"])
+        assert "telegram_journal_corrupt_total 1.0" in httpx.get(gateway.url + "/metrics", timeout=5).text
+        for n in range(2):
+            ids = api.stored_ids(f"-100{n}")
+            assert ids == sorted(ids)  # the channel's order survives the salvage
+    finally:
+        gateway.stop()
+    assert "Traceback" not in gateway.output()
+
+
+def test_a_read_only_data_directory_is_one_fatal_line(tmp_path: Path, api: IngestStandIn) -> None:
+    import subprocess
+
+    with TinyFilesystem(tmp_path / "ro", size_kib=1024) as fs:
+        data = fs.path / "data"
+        with Journal(data / "journal.db").open() as journal:
+            journal.append_sync(payload("-1001", 1))
+        fs.remount(read_only=True)
+        try:
+            env = clean_env(GATEWAY_DATA_DIR=str(data), GATEWAY_PORT=str(free_port()),
+                            GATEWAY_SECRET_TOKEN=api.token, API_ENDPOINT=api.ingest_url)
+            result = subprocess.run([sys.executable, "-m", "tradingsystem.gateway.service"], env=env,
+                                    cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        finally:
+            fs.remount(read_only=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    fatal = [json.loads(line) for line in result.stdout.splitlines() if '"FATAL' in line]
+    assert len(fatal) == 1 and fatal[0]["level"] == "error"
+    assert fatal[0]["message"].startswith(f"FATAL: GATEWAY_DATA_DIR {data} ")
+    assert "Read-only file system" in fatal[0]["message"]
 
 
 # -- in-process ------------------------------------------------------------------------------------------

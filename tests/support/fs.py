@@ -1,4 +1,4 @@
-"""A real, tiny filesystem (tmpfs) for full-disk tests, and a helper that fills it to the last byte."""
+"""A real, tiny filesystem (tmpfs) for full-disk and read-only tests, and a helper that fills it to the last byte."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ class TinyFilesystem:
     def __exit__(self, *exc: object) -> None:
         subprocess.run(["umount", "-l", str(self.path)], check=True)
 
+    def remount(self, *, read_only: bool) -> None:
+        """Make the filesystem read-only (EROFS for every write, root included) or writable again."""
+        option = "ro" if read_only else "rw"
+        subprocess.run(["mount", "-o", f"remount,{option}", str(self.path)], check=True, capture_output=True)
+
 
 def fill(directory: Path, name: str = "filler") -> Path:
     """Write a file in `directory` until the filesystem answers ENOSPC; returns it (unlink to free space)."""
@@ -47,3 +52,10 @@ def fill(directory: Path, name: str = "filler") -> Path:
     finally:
         os.close(fd)
     return target
+
+
+def damage_pages(path: Path, first_page: int = 100, pages: int = 3, page_size: int = 4096) -> None:
+    """Overwrite whole pages in the middle of a file with random bytes, as a bad disk block would."""
+    with path.open("r+b") as fh:
+        fh.seek(page_size * first_page)
+        fh.write(os.urandom(page_size * pages))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from tests.support.fs import TinyFilesystem, fill
+from tests.support.fs import TinyFilesystem, damage_pages, fill
 
 from tradingsystem.gateway.journal import Journal, JournalFullError
 
@@ -142,3 +143,68 @@ def test_database_file_is_a_plain_sqlite_database(journal: Journal) -> None:
         assert other.execute("SELECT message_id, state FROM entries").fetchall() == [(7, "pending")]
     finally:
         other.close()
+
+
+def damaged_journal(path: Path, total: int = 2000, delivered: int = 100) -> None:
+    """A journal of `total` entries (the first `delivered` of them delivered) with three pages overwritten
+    in the middle, as a bad disk block or a stray write would leave it."""
+    with Journal(path).open() as j:
+        j.append_many([payload("-1001", i, "Ativo: PETR4 " + "x" * 400) for i in range(1, total + 1)])
+        j.mark_delivered(range(1, delivered + 1))
+    damage_pages(path)
+
+
+def test_a_malformed_journal_is_set_aside_salvaged_and_started_fresh(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    damaged_journal(path)
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        other = sqlite3.connect(path)
+        try:
+            other.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            other.close()
+    damaged = path.read_bytes()
+    with capture_logs() as logs, Journal(path).open() as j:
+        recovered = j.recovered
+        assert recovered is not None and "malformed" in recovered.error
+        assert re.fullmatch(r"journal\.db\.corrupt-\d{8}T\d{6}Z", recovered.moved_to.name)
+        # kept as it was found (SQLite's first look may bump the change counter in the 100-byte header)
+        assert recovered.moved_to.read_bytes()[100:] == damaged[100:]
+        assert recovered.moved_to.stat().st_mode & 0o777 == 0o600
+        # what SQLite could read of the 1900 unfinished entries is pending again, in order; the damaged
+        # pages' entries are the ones lost
+        ids = [e.message_id for e in j.entries("pending")]
+        assert len(ids) == recovered.salvaged and 1500 < recovered.salvaged < 1900
+        assert ids == sorted(ids) and min(ids) > 100
+        assert j.corrupt_files() == [recovered.moved_to]
+        j.append_sync(payload("-1001", 5000))  # a fresh, working journal
+    assert any(r["event"].startswith("Journal damaged") and r["log_level"] == "error" for r in logs)
+    with Journal(path).open() as again:
+        assert again.recovered is None and again.pending_count() == recovered.salvaged + 1
+
+
+@pytest.mark.parametrize(("content", "error"), [
+    (b"not a database at all\n" * 200, "file is not a database"),
+    (b"", "empty"),
+])
+def test_a_journal_that_is_not_sqlite_or_empty_is_set_aside(tmp_path: Path, content: bytes, error: str) -> None:
+    path = tmp_path / "journal.db"
+    path.write_bytes(content)
+    with Journal(path).open() as j:
+        assert j.recovered is not None and error in j.recovered.error and j.recovered.salvaged == 0
+        assert j.recovered.moved_to.read_bytes() == content
+        j.append_sync(payload("-1001", 1))
+        assert j.pending_count() == 1
+
+
+def test_a_read_only_directory_is_an_error_not_damage(tmp_path: Path) -> None:
+    with TinyFilesystem(tmp_path / "ro", size_kib=1024) as fs:
+        with Journal(fs.path / "journal.db").open() as j:
+            j.append_sync(payload("-1001", 1))
+        fs.remount(read_only=True)
+        try:
+            with pytest.raises(sqlite3.OperationalError):
+                Journal(fs.path / "journal.db").open()
+            assert sorted(p.name for p in fs.path.iterdir()) == ["journal.db"]  # nothing set aside
+        finally:
+            fs.remount(read_only=False)

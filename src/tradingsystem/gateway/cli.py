@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -179,6 +180,9 @@ def import_file(
             summary = asyncio.run(import_export(settings, path, lambda n: progress.advance(task, n)))
     except ExportError as exc:
         err_console.print(f"error: {exc}")
+        raise typer.Exit(1) from exc
+    except (sqlite3.Error, OSError) as exc:
+        err_console.print(f"FATAL: GATEWAY_DATA_DIR {settings.gateway_data_dir} is not usable: {exc}")
         raise typer.Exit(1) from exc
     console.print(f"delivered: {summary.delivered}  duplicate: {summary.duplicate}  "
                   f"skipped: {summary.skipped}  failed: {summary.failed}")

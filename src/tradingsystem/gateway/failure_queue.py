@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from tradingsystem.core.timeutil import iso_ms
+from tradingsystem.gateway.files import FILE_MODE, fsync_dir
 from tradingsystem.gateway.types import IngestPayload
 
 log = structlog.get_logger(__name__)
@@ -104,14 +105,6 @@ def _parse_line(raw: bytes) -> tuple[dict[str, Any] | None, bytes]:
     return None, body
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FailureQueue:
     """The queue file plus two lock files: `<file>.lock` guards appends/rewrites, `<file>.replay.lock`
     lets only one process (the service or the CLI) replay at a time."""
@@ -134,7 +127,7 @@ class FailureQueue:
     @contextlib.contextmanager
     def _file_lock(self, lock_path: Path, blocking: bool = True) -> Iterator[bool]:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -227,13 +220,13 @@ class FailureQueue:
             return
         sidecar = self.path.with_name(f"{self.path.name}.corrupt-{datetime.now(UTC).strftime('%Y%m%d')}")
         data = b"".join(p.rstrip(b"\n") + b"\n" for p in pieces)
-        fd = os.open(sidecar, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(sidecar, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(sidecar.parent)
+        fsync_dir(sidecar.parent)
         log.error("Failure queue lines unreadable, set aside", path=str(self.path), moved_to=str(sidecar),
                   lines=len(pieces), reason=reason)
         if self.on_corrupt is not None:
@@ -286,7 +279,7 @@ class FailureQueue:
         line = self.encode(payload, attempts, last_error)
         with self._append_lock():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
             try:
                 before = self._repair_tail_locked(fd)
                 if before + len(line) > self.max_bytes:
@@ -339,9 +332,9 @@ class FailureQueue:
                     offset += len(raw)
                 dst.flush()
                 os.fsync(dst.fileno())
-            os.chmod(tmp, 0o600)
+            os.chmod(tmp, FILE_MODE)
             os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         self._check_warning(self.size())
 
     async def replay(

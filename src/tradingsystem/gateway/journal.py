@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -15,6 +17,7 @@ from typing import Final, Literal
 
 import structlog
 
+from tradingsystem.gateway.files import set_aside
 from tradingsystem.gateway.types import IngestPayload
 
 log = structlog.get_logger(__name__)
@@ -57,6 +60,16 @@ class JournalFullError(JournalError):
 
 
 @dataclass(frozen=True, slots=True)
+class JournalRecovery:
+    """A damaged journal file that `open` set aside, and how many unfinished entries it gave back."""
+
+    moved_to: Path
+    error: str
+    salvaged: int
+    unreadable_ranges: int
+
+
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     seq: int
     channel_id: str
@@ -75,6 +88,73 @@ def _is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """A file that is not (or no longer) a readable SQLite database, as opposed to one we may not open."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return False  # locked, read-only, cannot open, disk full: nothing wrong with the file itself
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (None, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "malformed" in str(exc)
+
+
+def _salvage(path: Path) -> tuple[list[IngestPayload], int]:
+    """The unfinished (pending and held) payloads SQLite can still read from a damaged journal, in
+    sequence order, and how many unreadable ranges were skipped.
+
+    Rows are read by rowid from the table itself (never through the index, which may be the damaged
+    part); a range that cannot be read is stepped over with growing jumps."""
+    found: list[IngestPayload] = []
+    gaps = 0
+    try:
+        conn = sqlite3.connect(path, isolation_level=None)
+    except sqlite3.Error:
+        return found, gaps
+    select = "SELECT seq, payload, state FROM entries NOT INDEXED WHERE seq >= ? ORDER BY seq"
+    try:
+        position = 0
+        while True:
+            try:
+                for seq, payload, state in conn.execute(select, (position,)):
+                    position = int(seq) + 1
+                    if state in (PENDING, HELD):
+                        value = _payload_or_none(payload)
+                        if value is not None:
+                            found.append(value)
+                break  # read to the end
+            except sqlite3.DatabaseError:
+                gaps += 1
+                following = _next_readable(conn, position)
+                if following is None:
+                    break
+                position = following
+    except sqlite3.DatabaseError:
+        pass  # not even the table could be found: nothing to salvage
+    finally:
+        conn.close()
+    return found, gaps
+
+
+def _payload_or_none(raw: object) -> IngestPayload | None:
+    try:
+        value = json.loads(raw) if isinstance(raw, str | bytes) else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and "channelId" in value and "messageId" in value else None
+
+
+def _next_readable(conn: sqlite3.Connection, position: int) -> int | None:
+    """The first readable sequence number after an unreadable one at `position` (jumps 1, 2, 4, …)."""
+    jump = 1
+    while jump < 2**40:
+        try:
+            row = conn.execute("SELECT seq FROM entries NOT INDEXED WHERE seq >= ? ORDER BY seq LIMIT 1",
+                               (position + jump,)).fetchone()
+        except sqlite3.DatabaseError:
+            jump *= 2
+            continue
+        return None if row is None else int(row[0])
+    return None
+
+
 class Journal:
     """SQLite journal in `<data dir>/journal.db`; thread-safe; async callers use `append` (group commit)."""
 
@@ -85,18 +165,77 @@ class Journal:
         self._batch: list[tuple[IngestPayload, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last_write_error: str | None = None
+        self.recovered: JournalRecovery | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def open(self) -> Journal:
+        """Open (or create) the journal. A damaged file is set aside as `journal.db.corrupt-<UTC>`, what
+        SQLite can still read of its unfinished entries is journaled again in a fresh file, and
+        `recovered` tells what happened. Other failures (a read-only directory) raise sqlite3/OS errors."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective on a new file: lets prune give space back
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
+        try:
+            conn = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._recover(str(exc))
+            return self
         self._conn = conn
         return self
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path.exists() and self.path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database; a journal we wrote never is one
+            # (`-wal` may still hold its pages), so it is damaged, not new.
+            raise sqlite3.DatabaseError("journal file is empty (zero length)")
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
+        try:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective on a new file: prune gives space back
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            # A damaged page is often only found by the query that reads it: look at every page once now.
+            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("database disk image is malformed: " + "; ".join(problems))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _recover(self, error: str) -> None:
+        moved = set_aside(self.path, "corrupt", ("-wal", "-shm"))
+        # Read a copy: SQLite may change the files it opens (WAL recovery, checkpoints), and the set-aside
+        # files must stay as they were found.
+        with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".salvage-") as tmp:
+            copy = Path(tmp) / "salvage.db"
+            shutil.copyfile(moved, copy)
+            wal = moved.with_name(moved.name + "-wal")
+            if wal.exists():
+                shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+            rows, gaps = _salvage(copy)
+        self._conn = self._connect()
+        payloads: list[IngestPayload] = []
+        for payload in rows:
+            payloads.append(payload)
+            if len(payloads) >= 1000:
+                self.append_many(payloads)
+                payloads = []
+        self.append_many(payloads)
+        self.recovered = JournalRecovery(moved, error, len(rows), gaps)
+        log.error("Journal damaged: set aside and started fresh; readable unfinished entries journaled again",
+                  path=str(self.path), moved_to=str(moved), error=error, salvaged=len(rows),
+                  unreadable_ranges=gaps)
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def corrupt_files(self) -> list[Path]:
+        """Damaged journals set aside (kept until an operator removes them)."""
+        return sorted(f for f in self.path.parent.glob(self.path.name + ".corrupt-*")
+                      if not f.name.endswith(("-wal", "-shm")))
 
     def close(self) -> None:
         with self._lock:

@@ -50,6 +50,10 @@ class GatewayMetrics:
             "telegram_failure_queue_corrupt_lines",
             "Unreadable failure-queue lines (torn or garbage) moved to the corrupt sidecar file", registry=r,
         )
+        self.journal_corrupt = Counter(
+            "telegram_journal_corrupt", "Damaged journal files set aside (their readable entries journaled again)",
+            registry=r,
+        )
         self.connection_status.set(0)
         for reason in FAILURE_REASONS:
             self.publish_failures.labels(reason=reason)

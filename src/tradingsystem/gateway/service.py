@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -115,7 +117,10 @@ class GatewayService:
 
     async def start(self) -> None:
         self._started = time.monotonic()
-        await asyncio.to_thread(self.journal.open)
+        if not self.journal.is_open:
+            await asyncio.to_thread(self.journal.open)
+        if self.journal.recovered is not None:
+            self.metrics.journal_corrupt.inc()
         await asyncio.to_thread(self.queue.repair_tail)
         await self.publisher.start()
         loop = asyncio.get_running_loop()
@@ -204,6 +209,7 @@ class GatewayService:
         queue = await asyncio.to_thread(self.queue.status)
         counts = await asyncio.to_thread(self.journal.counts)
         corrupt = await asyncio.to_thread(self.queue.corrupt_lines)
+        damaged = await asyncio.to_thread(self.journal.corrupt_files)
         errors: list[str] = []
         warnings: list[str] = []
         if telegram == "not_configured":
@@ -217,6 +223,11 @@ class GatewayService:
             errors.append(f"Journal write failed: {self.journal.last_write_error}")
         if queue.bytes > self.queue.warn_bytes:
             warnings.append(f"Failure queue over {self.queue.warn_bytes} bytes")
+        if damaged:
+            recovered = self.journal.recovered
+            salvaged = f" ({recovered.salvaged} unfinished entries journaled again)" if recovered else ""
+            warnings.append(f"Damaged journal set aside as {', '.join(f.name for f in damaged)}{salvaged}; "
+                            "inspect, then remove the files")
         if corrupt:
             warnings.append(f"Failure queue: {corrupt} unreadable lines set aside in "
                             f"{self.queue.path.name}.corrupt-* (inspect, then remove the files)")
@@ -294,11 +305,19 @@ def build(settings: GatewaySettings | None = None) -> tuple[GatewaySettings, Fas
         _fatal(f"invalid setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     if not settings.tokens:
         _fatal("GATEWAY_SECRET_TOKEN is required")
+    data_dir = settings.gateway_data_dir
     try:
-        _prepare_data_dir(settings.gateway_data_dir)
+        _prepare_data_dir(data_dir)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass  # the journal, queue and cursors are all written here: find out now, in one clear line
     except OSError as exc:
-        _fatal(f"GATEWAY_DATA_DIR {settings.gateway_data_dir} is not usable: {exc}")
-    return settings, create_gateway_app(GatewayService(settings))
+        _fatal(f"GATEWAY_DATA_DIR {data_dir} is not usable: {exc.strerror or exc}")
+    service = GatewayService(settings)
+    try:
+        service.journal.open()  # before serving: a damaged journal is set aside and salvaged here
+    except (sqlite3.Error, OSError) as exc:
+        _fatal(f"GATEWAY_DATA_DIR {data_dir}: the journal {service.journal.path} cannot be opened: {exc}")
+    return settings, create_gateway_app(service)
 
 
 def _configure_logging(level: str) -> None:

@@ -8,19 +8,17 @@ import fcntl
 import os
 import sqlite3
 import stat
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+from tradingsystem.gateway.files import DIR_MODE, FILE_MODE, fsync_dir, set_aside
+
 if TYPE_CHECKING:
     from tradingsystem.gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
-
-DIR_MODE = 0o700
-FILE_MODE = 0o600
 
 # Telethon errors that mean the auth key stored in the session will never work again; the session is
 # set aside as `.expired-<UTC>` and the gateway waits for `tradingsystem gateway login`.
@@ -87,18 +85,6 @@ class SessionLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _utc_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SessionStore:
@@ -171,19 +157,7 @@ class SessionStore:
 
     def quarantine(self, reason: Literal["corrupt", "expired"]) -> Path:
         """Rename the session (and its SQLite journal) to `<name>.session.<reason>-<UTC>`; returns the new path."""
-        target = self.directory / f"{self.path.name}.{reason}-{_utc_stamp()}"
-        n = 1
-        while target.exists():
-            target = self.directory / f"{self.path.name}.{reason}-{_utc_stamp()}-{n}"
-            n += 1
-        os.replace(self.path, target)
-        journal = self.path.with_name(self.path.name + "-journal")
-        if journal.exists():
-            os.replace(journal, target.with_name(target.name + "-journal"))
-        with contextlib.suppress(OSError):
-            os.chmod(target, FILE_MODE)
-        _fsync_dir(self.directory)
-        return target
+        return set_aside(self.path, reason, ("-journal",))
 
     def set_aside_expired(self, error: BaseException) -> Path | None:
         """Rename a session whose auth key Telegram rejected to `.expired-<UTC>`."""
@@ -249,7 +223,7 @@ class SessionStore:
             # A stale rollback journal would be applied to the new file by SQLite and damage it.
             journal.unlink()
         os.replace(new_session, self.path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         log.info("Session installed", path=str(self.path))
 
     def discard_temp(self, temp: Path) -> None:
