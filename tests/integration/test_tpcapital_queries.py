@@ -121,7 +121,8 @@ def test_channels_bots_and_forwarded_messages(seeded: httpx.Client) -> None:
     raw = seeded.get("/forwarded-messages", params={"limit": 2}).json()["data"]
     assert [m["message_id"] for m in raw] == [4, 3]
     assert set(raw[0]) == {"id", "channel_id", "message_id", "message_text", "original_timestamp", "photos",
-                           "received_at", "kind", "edit_date"}
+                           "received_at", "kind", "edit_date", "ts", "source_channel_id", "source_channel_name",
+                           "forwarded_at"}
     assert raw[0]["message_text"].startswith("Bom dia") and raw[0]["kind"] == "new" and raw[0]["edit_date"] is None
     only_b = seeded.get("/forwarded-messages", params={"channelId": B}).json()["data"]
     assert [m["message_id"] for m in only_b] == [3]
@@ -153,7 +154,7 @@ def test_channel_registry_and_gateway_view(api: httpx.Client) -> None:
     assert updated["status"] == "inactive"
     assert api.get("/gateway/channels").json()["data"] == []
     assert api.put(f"/telegram-channels/{channel['id']}", json={"bogus": 1}).status_code == 400
-    assert api.delete(f"/telegram-channels/{dest['id']}").status_code == 204
+    assert api.delete(f"/telegram-channels/{dest['id']}").json() == {"success": True, "id": dest["id"]}
     assert api.get(f"/telegram-channels/{dest['id']}").status_code == 404
     assert api.delete(f"/telegram-channels/{dest['id']}").status_code == 404
 

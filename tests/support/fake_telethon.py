@@ -86,14 +86,19 @@ class ScriptedClient:
             raise error
         return self.world.authorized
 
-    async def iter_messages(self, channel_id: int, *, min_id: int, reverse: bool) -> AsyncIterator[Any]:
-        assert reverse, "the source reads history oldest first"
+    async def iter_messages(self, channel_id: int, *, min_id: int, reverse: bool,
+                            limit: int | None = None) -> AsyncIterator[Any]:
+        """Telethon's order: oldest first with `reverse`, else newest first; `limit` counts from that end."""
         self.world.iter_calls.append((channel_id, min_id))
+        if limit is not None:
+            self.world.iter_limits.append((channel_id, limit, reverse))
         flood = self.world.flood_after.pop(channel_id, None)
         yielded = 0
-        for message in sorted(self.world.history.get(channel_id, []), key=lambda m: m.id):
+        for message in sorted(self.world.history.get(channel_id, []), key=lambda m: m.id, reverse=not reverse):
             if message.id <= min_id:
                 continue
+            if limit is not None and yielded == limit:
+                return
             if flood is not None and yielded == flood[0]:
                 raise FloodWaitError(request=None, capture=flood[1])
             yield message
@@ -129,6 +134,7 @@ class TelegramWorld:
         self.flood_after: dict[int, tuple[int, int]] = {}
         self.connect_calls = 0
         self.iter_calls: list[tuple[int, int]] = []
+        self.iter_limits: list[tuple[int, int, bool]] = []
         self.clients: list[ScriptedClient] = []
         self.live: ScriptedClient | None = None
 

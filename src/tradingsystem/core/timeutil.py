@@ -1,4 +1,4 @@
-"""How every service writes a moment: ISO 8601 in UTC, milliseconds, `Z` suffix."""
+"""How every service writes a moment: ISO 8601 in UTC, milliseconds (microseconds where asked), `Z` suffix."""
 
 from __future__ import annotations
 
@@ -15,3 +15,10 @@ def iso_ms(moment: datetime | None = None) -> str:
 
 def iso_ms_or_none(moment: datetime | None) -> str | None:
     return None if moment is None else iso_ms(moment)
+
+
+def iso_us(moment: datetime) -> str:
+    """`moment` as `2025-10-24T19:30:39.123456Z`: for stamps that must stay distinct below a millisecond."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

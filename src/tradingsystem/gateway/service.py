@@ -52,6 +52,9 @@ class ChannelRegistry:
     def channel_ids(self) -> frozenset[str]:
         return self.env_ids | self._registry
 
+    def registry_ids(self) -> frozenset[str]:
+        return self._registry
+
     def is_monitored(self, channel_id: str) -> bool:
         ids = self.channel_ids()
         return not ids or normalize_channel_id(channel_id) in ids
@@ -269,7 +272,7 @@ def create_gateway_app(service: GatewayService) -> FastAPI:
         finally:
             await service.stop()
 
-    return create_app(
+    app = create_app(
         service=SERVICE_NAME,
         title="Telegram Gateway",
         port=service.settings.gateway_port,
@@ -279,6 +282,11 @@ def create_gateway_app(service: GatewayService) -> FastAPI:
         lifespan=lifespan,
         description="Receives Telegram channel messages and delivers them to the TP Capital API.",
     )
+    from tradingsystem.gateway.control import ControlGuard, control_router, parse_networks
+
+    guard = ControlGuard(service.settings.tokens, parse_networks(service.settings.gateway_control_allowed_cidrs))
+    app.include_router(control_router(service, guard))
+    return app
 
 
 def _prepare_data_dir(path: Path) -> None:

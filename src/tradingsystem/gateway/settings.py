@@ -40,6 +40,16 @@ class GatewaySettings(BaseSettings):
     failure_queue_max_bytes: int = Field(104857600, gt=0, validation_alias="FAILURE_QUEUE_MAX_BYTES")
     failure_queue_warn_bytes: int = Field(52428800, gt=0, validation_alias="FAILURE_QUEUE_WARN_BYTES")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    # Addresses besides loopback that may call the control surface (the API's container network, say).
+    gateway_control_allowed_cidrs: str = Field("", validation_alias="GATEWAY_CONTROL_ALLOWED_CIDRS")
+
+    @field_validator("gateway_control_allowed_cidrs")
+    @classmethod
+    def _valid_cidrs(cls, value: str) -> str:
+        from tradingsystem.gateway.control import parse_networks
+
+        parse_networks(value)  # a ValueError names the bad entry
+        return value
 
     @field_validator(
         "telegram_api_hash",

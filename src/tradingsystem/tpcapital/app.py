@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import structlog
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
@@ -14,6 +17,8 @@ from tradingsystem.core.lifecycle import DatabaseService
 from tradingsystem.core.logging import configure_logging, fingerprint
 from tradingsystem.core.server import serve
 from tradingsystem.core.settings import ConfigError, DatabaseSettings, HttpSettings, fatal
+from tradingsystem.tpcapital.compat_routes import router as compat_router
+from tradingsystem.tpcapital.gateway_link import GatewayLink
 from tradingsystem.tpcapital.metrics import TpCapitalMetrics
 from tradingsystem.tpcapital.routes import router
 from tradingsystem.tpcapital.service import TokenChecker, TpCapitalService
@@ -30,6 +35,8 @@ class ApiSettings(BaseSettings):
         None, validation_alias=AliasChoices("GATEWAY_SECRET_TOKEN", "API_SECRET_TOKEN")
     )
     tp_capital_api_key: str | None = Field(None, validation_alias="TP_CAPITAL_API_KEY")
+    # Where the gateway's control surface answers (history sync, bots, configured channels).
+    gateway_url: str = Field("http://localhost:4006", validation_alias="GATEWAY_URL")
 
 
 def build_app(dsn: str | None = None) -> FastAPI:
@@ -58,6 +65,17 @@ def build_app(dsn: str | None = None) -> FastAPI:
         api_key="set" if settings.tp_capital_api_key else "unset (loopback-only mutations)",
     )
 
+    # The first token is the one sent, as the gateway does towards the API.
+    gateway = GatewayLink(settings.gateway_url, tokens.tokens[0].decode())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with lifecycle.lifespan(app):
+            try:
+                yield
+            finally:
+                await gateway.aclose()
+
     def exempt(scope: Scope) -> bool:
         # A gateway re-driving its queue must never be throttled; a caller with a wrong token is.
         if not scope["path"].startswith(("/ingest", "/gateway/")):
@@ -75,14 +93,16 @@ def build_app(dsn: str | None = None) -> FastAPI:
         http=http,
         registry=metrics.registry,
         health=lifecycle.health,
-        lifespan=lifecycle.lifespan,
+        lifespan=lifespan,
         body_limits={"/ingest/batch": BATCH_BODY_LIMIT},
         rate_limit_exempt=exempt,
         observer=metrics.observe_request,
     )
     app.state.tpcapital = service
     app.state.api_key = (settings.tp_capital_api_key or "").strip() or None
+    app.state.gateway = gateway
     app.include_router(router)
+    app.include_router(compat_router)
     return app
 
 

@@ -107,6 +107,15 @@ async def soft_delete_signal(conn: asyncpg.Connection, signal_id: int) -> bool:
     return done is not None
 
 
+async def soft_delete_by_ingested_at(conn: asyncpg.Connection, since: datetime, until: datetime) -> int:
+    """Soft-delete the signals stamped in [since, until]; stamps are unique, so an exact stamp names one row."""
+    done = await conn.fetch(
+        "UPDATE tp_capital.signals SET deleted = true, updated_at = now() "
+        "WHERE ingested_at BETWEEN $1 AND $2 RETURNING id", since, until,
+    )
+    return len(done)
+
+
 async def list_channels(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT channel_id, (array_agg(channel_title ORDER BY message_date DESC) "
@@ -133,7 +142,7 @@ async def forwarded_messages(conn: asyncpg.Connection, limit: int, channel: str 
             clauses.append(sql.replace("?", f"${len(args)}"))
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     return await conn.fetch(
-        "SELECT id, channel_id, message_id, text, message_date, photos, received_at, kind, edit_date "
+        "SELECT id, channel_id, message_id, text, message_date, photos, received_at, kind, edit_date, chat_title "
         f"FROM tp_capital.messages{where} ORDER BY message_date DESC, id DESC LIMIT ${len(args) + 1}",
         *args, limit,
     )
@@ -153,6 +162,11 @@ async def registry_list(conn: asyncpg.Connection, status: str | None, channel_ty
     return await conn.fetch(
         f"SELECT {CHANNEL_COLUMNS} FROM tp_capital.telegram_channels{where} ORDER BY created_at, id", *args
     )
+
+
+async def registry_labels(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT DISTINCT ON (channel_id) channel_id, label FROM tp_capital.telegram_channels "
+                            "ORDER BY channel_id, channel_type DESC, created_at")
 
 
 async def registry_get(conn: asyncpg.Connection, channel_pk: str) -> asyncpg.Record | None:

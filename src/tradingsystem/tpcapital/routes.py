@@ -148,7 +148,28 @@ async def bots(request: Request) -> dict[str, Any]:
     return {"data": await _svc(request).bots()}
 
 
-@router.get("/forwarded-messages", tags=["ingestion"], summary="Raw messages, newest first")
+class ForwardedMessage(BaseModel):
+    id: int
+    channel_id: str
+    message_id: int
+    message_text: str
+    original_timestamp: str
+    photos: list[Any]
+    received_at: str
+    kind: Literal["new", "edit", "delete"]
+    edit_date: str | None
+    ts: int = Field(description="Epoch ms of original_timestamp (old API name)")
+    source_channel_id: str = Field(description="Same as channel_id (old API name)")
+    source_channel_name: str | None = Field(description="The channel's title as Telegram gave it")
+    forwarded_at: str = Field(description="Same as received_at (old API name)")
+
+
+class ForwardedList(BaseModel):
+    data: list[ForwardedMessage]
+
+
+@router.get("/forwarded-messages", tags=["ingestion"], summary="Raw messages, newest first",
+            response_model=ForwardedList)
 async def forwarded_messages(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -181,6 +202,43 @@ class ChannelCreate(BaseModel):
     status: Literal["active", "inactive"] = "active"
 
 
+class Channel(BaseModel):
+    id: str
+    label: str
+    channel_id: str
+    channel_type: Literal["source", "destination"]
+    description: str
+    status: Literal["active", "inactive"]
+    created_at: str
+    updated_at: str
+
+
+class ChannelAnswer(BaseModel):
+    data: Channel
+
+
+class ChannelWritten(BaseModel):
+    """A registry write: `data` (this API) and `channel` (the old API) hold the same channel."""
+
+    success: Literal[True]
+    data: Channel
+    channel: Channel
+
+
+class ChannelUpdated(BaseModel):
+    success: Literal[True]
+    data: Channel
+
+
+class ChannelRemoved(BaseModel):
+    success: Literal[True]
+    id: str
+
+
+class ChannelListAnswer(BaseModel):
+    data: list[Channel]
+
+
 class ChannelUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -191,7 +249,8 @@ class ChannelUpdate(BaseModel):
     status: Literal["active", "inactive"] | None = None
 
 
-@router.get("/telegram-channels", tags=["registry"], summary="Registered channels")
+@router.get("/telegram-channels", tags=["registry"], summary="Registered channels",
+            response_model=ChannelListAnswer)
 async def registry_list(
     request: Request,
     status: Literal["active", "inactive"] | None = None,
@@ -200,27 +259,31 @@ async def registry_list(
     return {"data": await _svc(request).registry_list(status, channel_type)}
 
 
-@router.post("/telegram-channels", tags=["registry"], status_code=201, summary="Register a channel (API key)")
-async def registry_create(request: Request, body: ChannelCreate) -> dict[str, Any]:
+@router.post("/telegram-channels", tags=["registry"], status_code=201, summary="Register a channel (API key)",
+             response_model=ChannelWritten)
+async def registry_create(request: Request, body: ChannelCreate) -> FastJSON:
     require_api_key(request)
-    return {"data": await _svc(request).registry_create(body.model_dump())}
+    channel = await _svc(request).registry_create(body.model_dump())
+    return FastJSON({"success": True, "data": channel, "channel": channel}, status_code=201)
 
 
-@router.get("/telegram-channels/{channel_pk}", tags=["registry"], summary="One registered channel")
+@router.get("/telegram-channels/{channel_pk}", tags=["registry"], summary="One registered channel",
+            response_model=ChannelAnswer)
 async def registry_get(request: Request, channel_pk: str) -> dict[str, Any]:
     return {"data": await _svc(request).registry_get(channel_pk)}
 
 
-@router.put("/telegram-channels/{channel_pk}", tags=["registry"], summary="Update a registered channel (API key)")
+@router.put("/telegram-channels/{channel_pk}", tags=["registry"], summary="Update a registered channel (API key)",
+            response_model=ChannelUpdated)
 async def registry_update(request: Request, channel_pk: str, body: ChannelUpdate) -> dict[str, Any]:
     require_api_key(request)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
-    return {"data": await _svc(request).registry_update(channel_pk, changes)}
+    return {"success": True, "data": await _svc(request).registry_update(channel_pk, changes)}
 
 
-@router.delete("/telegram-channels/{channel_pk}", tags=["registry"], status_code=204,
-               summary="Remove a registered channel (API key)")
-async def registry_delete(request: Request, channel_pk: str) -> Response:
+@router.delete("/telegram-channels/{channel_pk}", tags=["registry"], summary="Remove a registered channel (API key)",
+               response_model=ChannelRemoved)
+async def registry_delete(request: Request, channel_pk: str) -> FastJSON:
     require_api_key(request)
     await _svc(request).registry_delete(channel_pk)
-    return Response(status_code=204)
+    return FastJSON({"success": True, "id": channel_pk})

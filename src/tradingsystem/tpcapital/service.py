@@ -14,7 +14,7 @@ import structlog
 
 from tradingsystem.core.db import Database
 from tradingsystem.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
-from tradingsystem.core.timeutil import iso_ms_or_none
+from tradingsystem.core.timeutil import iso_ms_or_none, iso_us
 from tradingsystem.tpcapital import repository as repo
 from tradingsystem.tpcapital.metrics import TpCapitalMetrics
 from tradingsystem.tpcapital.models import IngestMessage, failure_reason, validate_ingest
@@ -69,7 +69,8 @@ def signal_json(row: asyncpg.Record) -> dict[str, Any]:
         "source": row["source"],
         "revision": row["revision"],
         "deleted": row["deleted"],
-        "ingested_at": iso_ms_or_none(row["ingested_at"]),
+        # Microseconds: the stamp is unique per row (migration 0007) and names a row for `DELETE /signals`.
+        "ingested_at": iso_us(row["ingested_at"]),
         "created_at": iso_ms_or_none(row["created_at"]),
         "updated_at": iso_ms_or_none(row["updated_at"]),
     }
@@ -190,6 +191,11 @@ class TpCapitalService:
         if not await self.db.run(lambda c: repo.soft_delete_signal(c, signal_id)):
             raise NotFound(f"Signal {signal_id} not found")
 
+    async def delete_signal_stamped(self, since: datetime, until: datetime) -> None:
+        """The old `DELETE /signals {"ingestedAt"}`: soft-delete the signal with that stamp."""
+        if not await self.db.run(lambda c: repo.soft_delete_by_ingested_at(c, since, until)):
+            raise NotFound("Signal not found")
+
     async def channels(self) -> list[dict[str, Any]]:
         rows = await self.db.run(repo.list_channels)
         return [{"channel": r["channel_id"], "channel_title": r["channel_title"], "signal_count": r["signal_count"],
@@ -204,10 +210,13 @@ class TpCapitalService:
     async def forwarded(self, limit: int, channel: str | None, since: datetime | None,
                         until: datetime | None) -> list[dict[str, Any]]:
         rows = await self.db.run(lambda c: repo.forwarded_messages(c, limit, channel, since, until))
+        # `ts`, `source_channel_*` and `forwarded_at` are the old API's names, kept for dashboards that read them.
         return [{"id": r["id"], "channel_id": r["channel_id"], "message_id": r["message_id"],
                  "message_text": r["text"], "original_timestamp": iso_ms_or_none(r["message_date"]),
                  "photos": r["photos"], "received_at": iso_ms_or_none(r["received_at"]), "kind": r["kind"],
-                 "edit_date": iso_ms_or_none(r["edit_date"])}
+                 "edit_date": iso_ms_or_none(r["edit_date"]),
+                 "ts": int(r["message_date"].timestamp() * 1000), "source_channel_id": r["channel_id"],
+                 "source_channel_name": r["chat_title"], "forwarded_at": iso_ms_or_none(r["received_at"])}
                 for r in rows]
 
     # The channel registry
@@ -241,6 +250,9 @@ class TpCapitalService:
     async def registry_delete(self, channel_pk: str) -> None:
         if not await self.db.run(lambda c: repo.registry_delete(c, channel_pk)):
             raise NotFound(f"Channel {channel_pk} not found")
+
+    async def registry_labels(self) -> dict[str, str]:
+        return {r["channel_id"]: r["label"] for r in await self.db.run(repo.registry_labels)}
 
     async def gateway_channels(self) -> list[dict[str, Any]]:
         return await self.registry_list("active", "source")

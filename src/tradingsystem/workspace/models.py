@@ -64,3 +64,41 @@ class CategoryUpdate(BaseModel):
     color: str | None = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$")
     display_order: int | None = Field(None, ge=0, le=100000)
     is_active: bool | None = None
+
+
+class Category(BaseModel):
+    """A category as the API answers it; `id` repeats `name` for dashboards that key categories by id."""
+
+    id: str
+    name: str
+    display_name: str
+    description: str
+    color: str
+    display_order: int
+    is_active: bool
+    created_at: str
+    updated_at: str
+
+
+class CategoryDeleted(BaseModel):
+    id: str
+    name: str
+
+
+class CategoryAnswer(BaseModel):
+    success: Literal[True]
+    data: Category
+
+
+class CategoryList(BaseModel):
+    success: Literal[True]
+    data: list[Category]
+    count: int
+
+
+class CategoryDeleteAnswer(BaseModel):
+    """`DELETE /categories/{name}`: 200 with a body, because dashboards read `success` from it."""
+
+    success: Literal[True]
+    message: str
+    data: CategoryDeleted

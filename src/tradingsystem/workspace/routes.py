@@ -7,7 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from tradingsystem.core.http import FastJSON
-from tradingsystem.workspace.models import CategoryCreate, CategoryUpdate, ItemCreate, ItemUpdate, Priority, Status
+from tradingsystem.workspace.models import (
+    CategoryAnswer,
+    CategoryCreate,
+    CategoryDeleteAnswer,
+    CategoryList,
+    CategoryUpdate,
+    ItemCreate,
+    ItemUpdate,
+    Priority,
+    Status,
+)
 from tradingsystem.workspace.repository import ItemFilter
 from tradingsystem.workspace.service import WorkspaceService
 
@@ -68,33 +78,40 @@ async def delete_item(request: Request, item_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/categories", tags=["categories"], summary="Active categories by display order")
+@router.get("/categories", tags=["categories"], summary="Active categories by display order",
+            response_model=CategoryList)
 async def list_categories(request: Request, include_inactive: bool = False) -> FastJSON:
     data = await _svc(request).list_categories(include_inactive)
     return ok(data, count=len(data))
 
 
-@router.get("/categories/{name}", tags=["categories"], summary="One category")
+@router.get("/categories/{name}", tags=["categories"], summary="One category", response_model=CategoryAnswer,
+            responses={404: {"description": "Unknown category"}})
 async def get_category(request: Request, name: str) -> FastJSON:
     return ok(await _svc(request).get_category(name))
 
 
-@router.post("/categories", tags=["categories"], status_code=201, summary="Create a category")
+@router.post("/categories", tags=["categories"], status_code=201, summary="Create a category",
+             response_model=CategoryAnswer, responses={409: {"description": "The name exists"}})
 async def create_category(request: Request, body: CategoryCreate) -> FastJSON:
     return ok(await _svc(request).create_category(body), status=201)
 
 
-@router.put("/categories/{name}", tags=["categories"], summary="Update a category (partial)")
+@router.put("/categories/{name}", tags=["categories"], summary="Update a category (partial)",
+            response_model=CategoryAnswer, responses={404: {"description": "Unknown category"}})
 async def update_category(request: Request, name: str, body: CategoryUpdate) -> FastJSON:
     return ok(await _svc(request).update_category(name, body))
 
 
-@router.patch("/categories/{name}/toggle", tags=["categories"], summary="Activate or deactivate a category")
+@router.patch("/categories/{name}/toggle", tags=["categories"], summary="Activate or deactivate a category",
+              response_model=CategoryAnswer, responses={404: {"description": "Unknown category"}})
 async def toggle_category(request: Request, name: str) -> FastJSON:
     return ok(await _svc(request).toggle_category(name))
 
 
-@router.delete("/categories/{name}", tags=["categories"], status_code=204, summary="Delete an unused category")
-async def delete_category(request: Request, name: str) -> Response:
+@router.delete("/categories/{name}", tags=["categories"], summary="Delete an unused category",
+               response_model=CategoryDeleteAnswer,
+               responses={404: {"description": "Unknown category"}, 409: {"description": "Items use it"}})
+async def delete_category(request: Request, name: str) -> FastJSON:
     await _svc(request).delete_category(name)
-    return Response(status_code=204)
+    return FastJSON({"success": True, "message": f"Category {name} deleted", "data": {"id": name, "name": name}})

@@ -42,7 +42,9 @@ def item_json(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def category_json(row: asyncpg.Record) -> dict[str, Any]:
+    # Dashboards identify a category by `id`, which the old API set to its name.
     return {
+        "id": row["name"],
         "name": row["name"],
         "display_name": row["display_name"],
         "description": row["description"],

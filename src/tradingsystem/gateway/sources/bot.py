@@ -196,6 +196,10 @@ class BotSource:
         self._sink_failures = 0
         self.offset: int | None = None
         self.malformed = 0
+        # What the control surface reports about the bot (never its token).
+        self.username: str | None = None
+        self.bot_id: int | None = None
+        self.last_seen: datetime | None = None
         self.forwarder = _Forwarder(destination_channel_id, forward_rate) if destination_channel_id else None
 
     @property
@@ -250,6 +254,7 @@ class BotSource:
                 await self._trouble("Telegram bot start failed", exc)
                 continue
             log.info("Telegram bot ready", bot_id=me.id, username=me.username)
+            self.username, self.bot_id = me.username, me.id
             self._connected()
             return
 
@@ -266,6 +271,7 @@ class BotSource:
         except (TelegramAPIError, ClientDecodeError) as exc:
             await self._trouble("getUpdates failed", exc)
             return None
+        self.last_seen = datetime.now(UTC)
         self._connected()
         return result
 

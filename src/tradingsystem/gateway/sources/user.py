@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +43,8 @@ class UserClient(Protocol):
         """True when logged in; raises Telethon's auth-key errors when the key is revoked or duplicated."""
         ...
 
-    def iter_messages(self, channel_id: int, *, min_id: int, reverse: bool) -> AsyncIterator[Any]: ...
+    def iter_messages(self, channel_id: int, *, min_id: int, reverse: bool,
+                      limit: int | None = None) -> AsyncIterator[Any]: ...
 
     async def run_until_disconnected(self) -> None: ...
 
@@ -93,12 +95,33 @@ class TelethonUserClient:
             return False
         return True
 
-    def iter_messages(self, channel_id: int, *, min_id: int, reverse: bool) -> AsyncIterator[Any]:
-        iterator: AsyncIterator[Any] = self._client.iter_messages(channel_id, min_id=min_id, reverse=reverse)
+    def iter_messages(self, channel_id: int, *, min_id: int, reverse: bool,
+                      limit: int | None = None) -> AsyncIterator[Any]:
+        iterator: AsyncIterator[Any] = self._client.iter_messages(channel_id, min_id=min_id, reverse=reverse,
+                                                                  limit=limit)
         return iterator
 
     async def run_until_disconnected(self) -> None:
         await self._client.run_until_disconnected()  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class ChannelSync:
+    """What an on-demand sync did in one channel: messages read from history, payloads journaled."""
+
+    channel_id: str
+    title: str | None
+    messages_read: int
+    payloads_journaled: int
+    error: str | None = None
+
+
+class SyncUnavailable(Exception):
+    """The user account cannot read history right now (not connected, or logged out)."""
+
+    def __init__(self, state: SourceState) -> None:
+        super().__init__(state)
+        self.state = state
 
 
 class UserSource:
@@ -131,6 +154,8 @@ class UserSource:
         self._state: SourceState = "disconnected"
         self._sink: MessageSink | None = None
         self._rejected: tuple[int, int, int] | None = None
+        self._client: UserClient | None = None
+        self._sync_lock = asyncio.Lock()
         self.connects = 0
 
     @property
@@ -187,6 +212,7 @@ class UserSource:
                         self._set_state("login_required")
                         return
                     self.connects += 1
+                    self._client = client
                     self._set_state("connected")
                     await self._backfill(client)
                     await client.run_until_disconnected()
@@ -211,6 +237,7 @@ class UserSource:
                     await self._sleep(self._backoff_initial)
                 self._set_state("disconnected")
         finally:
+            self._client = None
             await _quietly_disconnect(client)
 
     async def _connect(self, client: UserClient) -> bool:
@@ -277,6 +304,51 @@ class UserSource:
             if count:
                 log.info("Backfill done", channel_id=channel_id, after=cursor, payloads=count)
             return
+
+    async def sync_history(self, limit: int = 500) -> list[ChannelSync]:
+        """Read each monitored channel's history now, at most `limit` messages per channel, into the journal.
+
+        From the channel's cursor when it has one (what the API has not acknowledged yet), else its latest
+        `limit` messages. Every payload goes through the sink, so it is journaled and delivered like any
+        other; the API drops the ones it already has. One sync runs at a time.
+        """
+        client = self._client
+        if client is None or self._state != "connected" or self._sink is None:
+            raise SyncUnavailable(self._state)
+        async with self._sync_lock:
+            return [await self._sync_channel(client, channel_id, limit)
+                    for channel_id in sorted(self._monitored.channel_ids())]
+
+    async def _sync_channel(self, client: UserClient, channel_id: str, limit: int) -> ChannelSync:
+        cursor = self._cursors.last_acknowledged(channel_id)
+        read = journaled = 0
+        title: str | None = None
+        try:
+            if cursor is not None:
+                history = [m async for m in client.iter_messages(int(channel_id), min_id=cursor, reverse=True,
+                                                                 limit=limit)]
+            else:
+                latest = [m async for m in client.iter_messages(int(channel_id), min_id=0, reverse=False,
+                                                                limit=limit)]
+                history = sorted(latest, key=lambda m: int(m.id))
+            for message in history:
+                read += 1
+                for payload in backfill_payloads(message):
+                    title = title or payload.get("chatTitle")
+                    await self._deliver(payload)
+                    journaled += 1
+        except FloodWaitError as exc:
+            # A sync is on demand: report the wait instead of holding the caller for it.
+            if self.on_flood_wait is not None:
+                self.on_flood_wait(int(getattr(exc, "seconds", 0) or 0))
+            return ChannelSync(channel_id, title, read, journaled, f"Telegram asked to wait {exc.seconds} s")
+        except (ValueError, RPCError) as exc:
+            if isinstance(exc, auth_key_dead_errors()):
+                raise
+            log.error("Sync failed for channel", channel_id=channel_id, error=f"{type(exc).__name__}: {exc}")
+            return ChannelSync(channel_id, title, read, journaled, f"{type(exc).__name__}: {exc}")
+        log.info("History synced on request", channel_id=channel_id, after=cursor, messages=read, payloads=journaled)
+        return ChannelSync(channel_id, title, read, journaled)
 
     async def _deliver(self, payload: IngestPayload) -> None:
         if self._sink is None or not self._monitored.is_monitored(payload["channelId"]):
