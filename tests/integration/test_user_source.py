@@ -11,7 +11,7 @@ from telethon.crypto import AuthKey
 from telethon.errors import AuthKeyDuplicatedError, FloodWaitError, SessionRevokedError
 from telethon.sessions import SQLiteSession
 
-from tests.support.fake_telethon import TelegramWorld, channel_message
+from tests.support.fake_telethon import TelegramWorld, channel_message, write_session
 from tests.support.gateway_sources import RecordingSink, StaticMonitored, running, wait_until
 from tradingsystem.gateway.cursors import Cursors
 from tradingsystem.gateway.sessions import SessionStore
@@ -22,19 +22,6 @@ CHANNEL = 1649127710
 MARKED = "-1001649127710"
 OTHER = 1900000002
 OTHER_MARKED = "-1001900000002"
-
-
-def write_session(store: SessionStore, *, with_key: bool = True) -> None:
-    """What `gateway login` leaves behind: a real Telethon session installed atomically."""
-    store.secure()
-    temp = store.temp_path()
-    session = SQLiteSession(str(temp))
-    session.set_dc(2, "149.154.167.51", 443)
-    if with_key:
-        session.auth_key = AuthKey(os.urandom(256))
-    session.save()
-    session.close()
-    store.install(temp)
 
 
 class Harness:

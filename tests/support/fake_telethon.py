@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from telethon.crypto import AuthKey
 from telethon.errors import FloodWaitError
+from telethon.sessions import SQLiteSession
 from telethon.tl import types
 
+from tradingsystem.gateway.sessions import SessionStore
+
 BASE_DATE = datetime(2025, 10, 24, 19, 30, 39, tzinfo=UTC)
+
+
+def write_telethon_session(path: Path, *, with_key: bool = True) -> None:
+    """A real Telethon SQLite session file, as Telethon itself writes it."""
+    session = SQLiteSession(str(path))
+    session.set_dc(2, "149.154.167.51", 443)
+    if with_key:
+        session.auth_key = AuthKey(os.urandom(256))
+    session.save()
+    session.close()
+
+
+def write_session(store: SessionStore, *, with_key: bool = True) -> None:
+    """What `gateway login` leaves behind: a real Telethon session installed atomically."""
+    store.secure()
+    temp = store.temp_path()
+    write_telethon_session(temp, with_key=with_key)
+    store.install(temp)
 
 
 def channel_message(

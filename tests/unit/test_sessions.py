@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
-from telethon.crypto import AuthKey
 from telethon.errors import AuthKeyUnregisteredError
-from telethon.sessions import SQLiteSession
+from tests.support.fake_telethon import write_telethon_session
 
 from tradingsystem.gateway.sessions import (
     SessionLocked,
@@ -22,16 +21,6 @@ from tradingsystem.gateway.sessions import (
     SessionStore,
     auth_key_dead_errors,
 )
-
-
-def write_telethon_session(path: Path, *, with_key: bool = True) -> None:
-    """A real Telethon SQLite session file, as Telethon itself writes it."""
-    session = SQLiteSession(str(path))
-    session.set_dc(2, "149.154.167.51", 443)
-    if with_key:
-        session.auth_key = AuthKey(os.urandom(256))
-    session.save()
-    session.close()
 
 
 def mode(path: Path) -> int:

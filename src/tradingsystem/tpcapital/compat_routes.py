@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tradingsystem.core.errors import Conflict, ServiceError, ValidationFailed
@@ -169,7 +169,8 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {
 
 
 @router.delete("/signals", tags=["compat"], summary="Soft-delete the signal with this `ingested_at` (API key)",
-               response_model=Ok, responses={**KEY_ERRORS, 404: {"model": ErrorBody}},
+               response_model=Ok, responses={**KEY_ERRORS, 400: {"description": "No or bad ingestedAt"},
+                                             404: {"model": ErrorBody}},
                openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                    "schema": DeleteBySignalStamp.model_json_schema()}}}})
 async def delete_signal_by_stamp(request: Request) -> FastJSON:
@@ -312,18 +313,18 @@ async def old_registry_list(request: Request) -> FastJSON:
 
 
 @router.post("/telegram/channels", tags=["compat"], status_code=201, summary="Register a channel (old path, API key)",
-             response_model=OkId, responses={**KEY_ERRORS, 409: {"model": ErrorBody}})
+             response_model=OkId, responses={**KEY_ERRORS, 409: {"model": ErrorBody}},
+             dependencies=[Depends(require_api_key)])
 async def old_registry_create(request: Request, body: OldChannelCreate) -> FastJSON:
-    require_api_key(request)
     values = {**body.model_dump(), "channel_id": _channel_id(body.channel_id)}
     created = await _svc(request).registry_create(values)
     return FastJSON({"status": "ok", "id": created["id"]}, status_code=201)
 
 
 @router.put("/telegram/channels/{channel_pk}", tags=["compat"], summary="Update a channel (old path, API key)",
-            response_model=OkId, responses={**KEY_ERRORS, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}})
+            response_model=OkId, responses={**KEY_ERRORS, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+            dependencies=[Depends(require_api_key)])
 async def old_registry_update(request: Request, channel_pk: str, body: OldChannelUpdate) -> FastJSON:
-    require_api_key(request)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True, exclude={"signal_count", "last_signal"}).items()
                if v is not None}
     if "channel_id" in changes:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tradingsystem.core.errors import Forbidden, Unauthorized, ValidationFailed
@@ -260,9 +260,8 @@ async def registry_list(
 
 
 @router.post("/telegram-channels", tags=["registry"], status_code=201, summary="Register a channel (API key)",
-             response_model=ChannelWritten)
+             response_model=ChannelWritten, dependencies=[Depends(require_api_key)])
 async def registry_create(request: Request, body: ChannelCreate) -> FastJSON:
-    require_api_key(request)
     channel = await _svc(request).registry_create(body.model_dump())
     return FastJSON({"success": True, "data": channel, "channel": channel}, status_code=201)
 
@@ -274,9 +273,8 @@ async def registry_get(request: Request, channel_pk: str) -> dict[str, Any]:
 
 
 @router.put("/telegram-channels/{channel_pk}", tags=["registry"], summary="Update a registered channel (API key)",
-            response_model=ChannelUpdated)
+            response_model=ChannelUpdated, dependencies=[Depends(require_api_key)])
 async def registry_update(request: Request, channel_pk: str, body: ChannelUpdate) -> dict[str, Any]:
-    require_api_key(request)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
     return {"success": True, "data": await _svc(request).registry_update(channel_pk, changes)}
 
