@@ -32,8 +32,20 @@ def find_tool(name: str) -> str:
     return found
 
 
-def load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def resolve(text: str, **variables: str) -> str:
+    """`${NAME:-default}` as compose reads it with `variables` set and nothing else (`${NAME:?message}` stays)."""
+    return DEFAULTED.sub(lambda m: variables.get(m.group(1), m.group(2)), text)
+
+
+def load(path: Path, *, interpolate: bool = False, **variables: str) -> dict[str, Any]:
+    """The file as written, or with `interpolate` as compose reads it (see `resolve`)."""
+    text = path.read_text(encoding="utf-8")
+    if interpolate:
+        text = resolve(text, **variables)
+    data = yaml.safe_load(text)
     assert isinstance(data, dict)
     return data
 
@@ -51,9 +63,9 @@ def published(service: dict[str, Any]) -> set[tuple[int, int]]:
     result = set()
     for entry in service.get("ports", []):
         if isinstance(entry, dict):
-            result.add((int(entry["published"]), int(entry["target"])))
+            result.add((int(resolve(str(entry["published"]))), int(entry["target"])))
         else:
-            parts = str(entry).split(":")
+            parts = resolve(str(entry)).split(":")
             result.add((int(parts[-2]), int(parts[-1].split("/")[0])))
     return result
 
@@ -132,7 +144,8 @@ def test_timescaledb_data_is_a_named_volume(database: dict[str, Any]) -> None:
     assert volume in database["volumes"]
 
 
-def test_database_file_creates_the_backend_network_by_name(database: dict[str, Any]) -> None:
+def test_database_file_creates_the_backend_network_by_name() -> None:
+    database = load(DATABASE_FILE, interpolate=True)
     network = database["networks"][NETWORK]
     assert network["name"] == NETWORK
     assert not network.get("external", False)
@@ -230,9 +243,37 @@ def test_no_telegram_variable_in_the_apps_file(apps: dict[str, Any]) -> None:
         assert not any(key.upper().startswith("TELEGRAM") for key in environment(service)), name
 
 
-def test_apps_join_the_external_backend_network(apps: dict[str, Any]) -> None:
+def test_apps_join_the_external_backend_network() -> None:
+    apps = load(APPS_FILE, interpolate=True)
     network = apps["networks"][NETWORK]
     assert network == {"name": NETWORK, "external": True}
+
+
+def test_one_variable_names_a_whole_second_stack() -> None:
+    # A second stack (a test run beside an operator's) changes TRADINGSYSTEM_STACK and the host ports only.
+    database = load(DATABASE_FILE, interpolate=True, TRADINGSYSTEM_STACK="other", TIMESCALEDB_PORT="15433")
+    apps = load(APPS_FILE, interpolate=True, TRADINGSYSTEM_STACK="other", API_PORT="14005", WORKSPACE_PORT="13200")
+    assert (database["name"], apps["name"]) == ("other-database", "other-apps")
+    assert database["networks"][NETWORK]["name"] == apps["networks"][NETWORK]["name"] == "other_backend"
+    assert database["volumes"]["timescaledb-data"]["name"] == "other_timescaledb_data"
+    assert (15433, 5432) in published(database["services"]["timescaledb"])
+    assert published(apps["services"]["tp-capital-api"]) == {(14005, 4005)}
+    assert published(apps["services"]["workspace"]) == {(13200, 3200)}
+    # Inside the containers the services keep their own ports whatever the host side is.
+    assert environment(apps["services"]["tp-capital-api"])["API_PORT"] == "4005"
+    assert environment(apps["services"]["workspace"])["WORKSPACE_PORT"] == "3200"
+
+
+def test_defaults_keep_the_operators_names() -> None:
+    database, apps = load(DATABASE_FILE, interpolate=True), load(APPS_FILE, interpolate=True)
+    assert (database["name"], apps["name"]) == ("tradingsystem-database", "tradingsystem-apps")
+    assert database["volumes"]["timescaledb-data"]["name"] == "tradingsystem_timescaledb_data"
+
+
+@pytest.mark.parametrize("name", [*APP_PORTS, *DEV_SERVICES])
+def test_the_base_image_is_passed_to_the_build_only_when_set(apps: dict[str, Any], name: str) -> None:
+    # A bare name: compose passes BASE_IMAGE when the caller sets it, else the Dockerfile's default applies.
+    assert apps["services"][name]["build"]["args"] == ["BASE_IMAGE"]
 
 
 def test_apps_and_database_are_separate_projects(apps: dict[str, Any], database: dict[str, Any]) -> None:
