@@ -82,6 +82,9 @@ def test_full_signal_shape(api: httpx.Client) -> None:
         "target_1": 1.15, "target_2": 2.15, "target_final": 3.5, "targets": [1.15, 2.15], "stop": 0.7,
         "raw_message": SIGNAL_TEXT, "source": "user", "revision": 1, "deleted": False,
         "ingested_at": data["ingested_at"], "created_at": data["created_at"], "updated_at": data["updated_at"],
+        # No update within the 30-day swing horizon: the trade expired 30 days after the signal.
+        "status": "expired", "highest_target_hit": None, "closed_at": "2025-11-23T19:30:39.000Z", "gain_pct": None,
+        "gain_source": None, "events_count": 0,
     }
     assert data["created_at"].endswith("Z")
 

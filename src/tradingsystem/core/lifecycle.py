@@ -21,12 +21,14 @@ class DatabaseService:
     """Lifespan and `/health` of a service whose job needs its PostgreSQL schema."""
 
     def __init__(self, db: Database, *, name: str, title: str, schema: str,
-                 on_ready: Callable[[], Awaitable[None]] | None = None, **started_fields: Any) -> None:
+                 on_ready: Callable[[], Awaitable[None]] | None = None,
+                 on_stop: Callable[[], Awaitable[None]] | None = None, **started_fields: Any) -> None:
         self.db = db
         self.name = name
         self.title = title
         self.schema = schema
         self.on_ready = on_ready
+        self.on_stop = on_stop
         self.started_fields = started_fields
         self.started_at = time.monotonic()
 
@@ -42,6 +44,8 @@ class DatabaseService:
             await self.on_ready()
         log.info(f"{self.title} started", **self.started_fields)
         yield
+        if self.on_stop is not None:
+            await self.on_stop()
         await self.db.close()
         log.info(f"{self.title} stopped")
 

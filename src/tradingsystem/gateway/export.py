@@ -81,6 +81,10 @@ def _timestamp(message: dict[str, Any], unix_key: str, local_key: str) -> str | 
     return None
 
 
+def _reply_id(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def export_message_to_payloads(
     message: Any,
     *,
@@ -130,6 +134,7 @@ def export_message_to_payloads(
         source=source,
         photos=photos,
         chat_title=chat_title,
+        reply_to_message_id=_reply_id(message.get("reply_to_message_id")),
     )
     result = [new]
     if include_edits and ("edited_unixtime" in message or "edited" in message):

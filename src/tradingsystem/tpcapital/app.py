@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import FastAPI
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.types import Scope
 
@@ -22,6 +23,7 @@ from tradingsystem.tpcapital.gateway_link import GatewayLink
 from tradingsystem.tpcapital.metrics import TpCapitalMetrics
 from tradingsystem.tpcapital.routes import router
 from tradingsystem.tpcapital.service import TokenChecker, TpCapitalService
+from tradingsystem.tpcapital.settings import LifecycleSettings
 
 log = structlog.get_logger(__name__)
 BATCH_BODY_LIMIT = 8 * 1024 * 1024
@@ -37,6 +39,32 @@ class ApiSettings(BaseSettings):
     tp_capital_api_key: str | None = Field(None, validation_alias="TP_CAPITAL_API_KEY")
     # Where the gateway's control surface answers (history sync, bots, configured channels).
     gateway_url: str = Field("http://localhost:4006", validation_alias="GATEWAY_URL")
+
+
+class PerformanceGauges:
+    """Recomputes the channel performance gauges every `interval_s` while the service runs."""
+
+    def __init__(self, service: TpCapitalService, interval_s: float) -> None:
+        self.service = service
+        self.interval_s = interval_s
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._loop(), name="performance-gauges")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.service.refresh_performance_metrics()
+            except Exception as exc:  # the gauges keep their last values; the next round tries again
+                log.warning("Could not refresh the channel performance gauges", error=str(exc))
+            await asyncio.sleep(self.interval_s)
 
 
 def build_app(dsn: str | None = None) -> FastAPI:
@@ -57,12 +85,18 @@ def build_app(dsn: str | None = None) -> FastAPI:
     db_settings = DatabaseSettings()
     db = Database(dsn, min_size=db_settings.db_pool_min, max_size=db_settings.db_pool_max,
                   status_gauge=metrics.db_status)
-    service = TpCapitalService(db, metrics, tokens)
+    try:
+        lifecycle_settings = LifecycleSettings()
+    except ValidationError as exc:
+        fatal(f"FATAL: invalid signal lifecycle setting: {exc.errors()[0]['msg']}")
+    service = TpCapitalService(db, metrics, tokens, lifecycle_settings.rules())
+    gauges = PerformanceGauges(service, lifecycle_settings.performance_metrics_interval_s)
 
     lifecycle = DatabaseService(
         db, name="tp-capital-api", title="TP Capital API", schema="tp_capital", port=settings.api_port,
         gateway_tokens=[fingerprint(t.decode()) for t in tokens.tokens],
         api_key="set" if settings.tp_capital_api_key else "unset (loopback-only mutations)",
+        on_ready=gauges.start, on_stop=gauges.stop,
     )
 
     # The first token is the one sent, as the gateway does towards the API.

@@ -2,10 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 PARSE_KINDS = ("signal", "update", "noise")
 FAILURE_REASONS = ("missing_field", "invalid_field", "invalid_body", "batch_too_large")
+
+
+# The channel performance gauges: one series per channel, for at most this many channels (those with the most
+# signals), so that the label set stays bounded however many channels send messages.
+MAX_PERFORMANCE_CHANNELS = 20
+PERFORMANCE_GAUGES = (
+    ("tpcapital_channel_signals", "Signals published by the channel", "signals"),
+    ("tpcapital_channel_closed_signals", "Signals whose trade has ended (stop, close, final target, expiry)",
+     "closed"),
+    ("tpcapital_channel_target1_hit_ratio", "Share of the channel's signals that reached target 1",
+     "target_1_hit_rate"),
+    ("tpcapital_channel_final_target_hit_ratio", "Share of the channel's signals that reached their final target",
+     "final_target_hit_rate"),
+    ("tpcapital_channel_stop_ratio", "Share of the channel's signals that were stopped", "stop_rate"),
+    ("tpcapital_channel_gain_mean_percent", "Mean gain of the channel's signals, in percent", "mean_gain_pct"),
+    ("tpcapital_channel_gain_median_percent", "Median gain of the channel's signals, in percent", "median_gain_pct"),
+    ("tpcapital_channel_first_target_mean_seconds", "Mean time from signal to its first target",
+     "mean_seconds_to_first_target"),
+)
+
+
+class ChannelPerformanceCollector(Collector):
+    """The latest channel performance figures as gauges; a figure with no value (no data) is left out."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows[:MAX_PERFORMANCE_CHANNELS]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rows = self.rows
+        for name, documentation, key in PERFORMANCE_GAUGES:
+            family = GaugeMetricFamily(name, documentation, labels=["channel"])
+            for row in rows:
+                if row[key] is not None:
+                    family.add_metric([row["channel"]], float(row[key]))
+            yield family
 
 
 class TpCapitalMetrics:
@@ -26,6 +69,8 @@ class TpCapitalMetrics:
             "tpcapital_http_request_duration_seconds", "HTTP request duration", ["method", "route", "status"],
             registry=r, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.channel_performance = ChannelPerformanceCollector()
+        r.register(self.channel_performance)
         for kind in PARSE_KINDS:
             self.parsed.labels(kind)
         for reason in FAILURE_REASONS:

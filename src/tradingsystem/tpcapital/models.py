@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 KINDS = ("new", "edit", "delete")
 SOURCES = ("user", "bot", "backfill", "import", "replay")
@@ -35,6 +35,7 @@ class IngestPayload(BaseModel):
     source: Literal["user", "bot", "backfill", "import", "replay"] = "user"
     chatTitle: str | None = None
     forwardedFrom: ForwardedFrom | None = None
+    replyToMessageId: int | None = Field(None, gt=0, description="The message this one replies to, if any")
 
 
 class IngestBatch(BaseModel):
@@ -55,6 +56,7 @@ class IngestMessage:
     source: str
     chat_title: str | None
     forwarded_from: dict[str, Any] | None
+    reply_to_message_id: int | None = None
 
 
 def parse_iso(value: Any) -> datetime | None:
@@ -145,6 +147,11 @@ def validate_ingest(obj: Any) -> tuple[IngestMessage | None, list[str], list[str
     if forwarded is not None and not isinstance(forwarded, dict):
         details.append("forwardedFrom must be an object or null")
 
+    reply_to = obj.get("replyToMessageId")
+    if reply_to is not None and (isinstance(reply_to, bool) or not isinstance(reply_to, int) or reply_to <= 0
+                                 or reply_to > 2**63 - 1):
+        details.append("replyToMessageId must be a positive integer or null")
+
     if details:
         return None, details, warnings
     assert timestamp is not None
@@ -160,6 +167,7 @@ def validate_ingest(obj: Any) -> tuple[IngestMessage | None, list[str], list[str
             source=source,
             chat_title=title,
             forwarded_from=forwarded,
+            reply_to_message_id=reply_to,
         ),
         [],
         warnings,
@@ -174,3 +182,63 @@ def failure_reason(details: list[str]) -> str:
     if first.startswith("body") or first.startswith("message must"):
         return "invalid_body"
     return "invalid_field"
+
+
+# Signal lifecycle responses (exact: the OpenAPI document says what every field may hold)
+
+SIGNAL_STATUSES = ("open", "target_hit", "stopped", "closed", "cancelled", "expired")
+Status = Literal["open", "target_hit", "stopped", "closed", "cancelled", "expired"]
+EventName = Literal["target_hit", "stop_hit", "closed", "cancelled"]
+
+
+class _Exact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignalEvent(_Exact):
+    """One update message, linked to the signal it names or to none."""
+
+    id: int
+    ts: int = Field(description="Epoch ms of the Telegram date")
+    channel: str
+    message_id: int
+    signal_id: int | None = Field(description="The signal this update belongs to; null when it matches none")
+    linked: bool
+    asset: str
+    event: EventName
+    target: int | None = Field(description="The target's number; null for a final target or a stop")
+    gain_pct: float | None = Field(description="The gain the message states")
+    price: float | None = Field(description="The level the message quotes")
+    reply_to_message_id: int | None
+    raw_message: str
+    edited: bool
+    created_at: str
+    updated_at: str
+
+
+class SignalEventPage(_Exact):
+    data: list[SignalEvent]
+    count: int = Field(description="Events matching the filters, over all pages")
+
+
+class ChannelPerformance(_Exact):
+    """The figures of one channel's signals published in the window."""
+
+    channel: str
+    channel_title: str | None
+    signals: int
+    closed: int = Field(description="Trades that ended: stopped, closed, final target reached, or expired")
+    cancelled: int
+    target_1_hits: int
+    final_target_hits: int
+    stops: int
+    target_1_hit_rate: float | None = Field(description="target_1_hits / (signals - cancelled)")
+    final_target_hit_rate: float | None = Field(description="final_target_hits / (signals - cancelled)")
+    stop_rate: float | None = Field(description="stops / (signals - cancelled)")
+    mean_gain_pct: float | None
+    median_gain_pct: float | None
+    mean_seconds_to_first_target: float | None
+
+
+class ChannelPerformanceList(_Exact):
+    data: list[ChannelPerformance]

@@ -63,6 +63,8 @@ class Update:
     event: str
     target: int | None
     gain_pct: Decimal | None
+    # The level the message quotes ("atingiu o alvo 1 (28,00)"): it tells which of two open trades is meant.
+    price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +352,13 @@ _EVENT_OF_GROUP = {
 }  # fmt: skip
 
 _PERCENT = re.compile(r"(?P<sign>\+[ \t]*|(?<![\w.,+-])-)?(?<![\w.,])(?P<num>[0-9]++(?:[.,][0-9]++)*+)[ \t]*%", _A)
+# A quoted level: a number with decimals, or any number in parentheses or after "R$", "@" or "preco". Never part
+# of a word (a ticker's digits) and never a percentage.
+_QUOTED_PRICE = re.compile(
+    r"(?:(?<![a-z0-9.,])(?P<dec>[0-9]+(?:[.,][0-9]+)+)|(?:\([ \t]*|r\$[ \t]*|@[ \t]*|(?:preco|price)[ \t]*:?[ \t]*)"
+    r"(?P<int>[0-9]+(?:[.,][0-9]+)*))(?![0-9a-z]|[.,][0-9]|[ \t]*%)",
+    _A,
+)
 _LOSS_WORDS = re.compile(r"\b(?:prejuizo|perda|loss|negativ[oa])\b", _A)
 _ALNUM = re.compile(r"[a-z0-9]", _A)
 
@@ -527,6 +536,14 @@ def _gain_pct(t: str) -> Decimal | None:
     return value
 
 
+def _quoted_price(t: str) -> Decimal | None:
+    for m in _QUOTED_PRICE.finditer(t):
+        value = _price(m.group("dec") or m.group("int"))
+        if value is not None:
+            return value
+    return None
+
+
 def _event(t: str) -> tuple[str, int | None] | None:
     m = _EVENT.search(t)
     if m is None:
@@ -570,7 +587,7 @@ def parse_message(text: str) -> ParseResult:
         )
     event = _event(t)
     if event is not None and asset is not None:
-        return Update(asset=asset, event=event[0], target=event[1], gain_pct=_gain_pct(t))
+        return Update(asset=asset, event=event[0], target=event[1], gain_pct=_gain_pct(t), price=_quoted_price(t))
     if f.has_prices():
         return Noise("incomplete")
     if asset is None:

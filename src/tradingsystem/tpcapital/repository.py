@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -20,7 +20,7 @@ CHANNEL_COLUMNS = "id, label, channel_id, channel_type, description, status, cre
 # JSON columns travel as text[]: asyncpg would read a Python list inside a jsonb[] as a nested array.
 INGEST_ARGS = (
     "$1::text[], $2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::timestamptz[], $7::text[]::jsonb[], "
-    "$8::text[], $9::text[], $10::text[]::jsonb[], $11::text[]::jsonb[]"
+    "$8::text[], $9::text[], $10::text[]::jsonb[], $11::text[]::jsonb[], $12::bigint[]"
 )
 
 
@@ -33,6 +33,7 @@ class SignalFilter:
     since: datetime | None = None
     until: datetime | None = None
     include_deleted: bool = False
+    status: str | None = None
 
 
 def _columns(messages: list[IngestMessage], parsed: list[dict[str, Any]]) -> list[list[Any]]:
@@ -48,6 +49,7 @@ def _columns(messages: list[IngestMessage], parsed: list[dict[str, Any]]) -> lis
         [m.chat_title for m in messages],
         [None if m.forwarded_from is None else _json(m.forwarded_from) for m in messages],
         [_json(p) for p in parsed],
+        [m.reply_to_message_id for m in messages],
     ]
 
 
@@ -86,33 +88,160 @@ def _signal_where(f: SignalFilter) -> tuple[str, list[Any]]:
         add("message_date >= ?", f.since)
     if f.until:
         add("message_date <= ?", f.until)
+    if f.status:
+        add("status = ?", f.status)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-async def list_signals(conn: asyncpg.Connection, f: SignalFilter, limit: int,
+async def list_signals(conn: asyncpg.Connection, f: SignalFilter, rules: StateRules, limit: int,
                        offset: int) -> tuple[list[asyncpg.Record], int]:
     where, args = _signal_where(f)
-    return await fetch_page(conn, SIGNAL_COLUMNS, f"tp_capital.signals{where}", "message_date DESC, id DESC", args,
-                            limit, offset)
+    source = _with_state("tp_capital.signal_event_totals_live", len(args) + 1) + where
+    return await fetch_page(conn, SIGNAL_COLUMNS + STATE_COLUMNS, source, "message_date DESC, id DESC",
+                            [*args, *rules.args()], limit, offset)
 
 
-async def get_signal(conn: asyncpg.Connection, signal_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {SIGNAL_COLUMNS} FROM tp_capital.signals WHERE id = $1", signal_id)
+async def get_signal(conn: asyncpg.Connection, signal_id: int, rules: StateRules) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {SIGNAL_COLUMNS}{STATE_COLUMNS} FROM {_with_state('tp_capital.signal_event_totals_live', 2)} "
+        "WHERE id = $1", signal_id, *rules.args(),
+    )
 
 
 async def soft_delete_signal(conn: asyncpg.Connection, signal_id: int) -> bool:
-    done = await conn.fetchval(
-        "UPDATE tp_capital.signals SET deleted = true, updated_at = now() WHERE id = $1 RETURNING true", signal_id
+    row = await conn.fetchrow(
+        "UPDATE tp_capital.signals SET deleted = true, updated_at = now() WHERE id = $1 "
+        "RETURNING channel_id, asset, message_date", signal_id
     )
-    return done is not None
+    if row is None:
+        return False
+    await _relink_deleted(conn, [row])
+    return True
+
+
+async def _relink_deleted(conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+    """The updates of deleted signals now belong to another open trade of the asset, or to none."""
+    if rows:
+        await conn.execute("SELECT tp_capital.relink($1::text[], $2::text[], $3::timestamptz[])",
+                           [r["channel_id"] for r in rows], [r["asset"] for r in rows],
+                           [r["message_date"] for r in rows])
+
+
+# Signal lifecycle: states, events, channel performance
+
+# A signal's state columns (see tp_capital.signal_state), next to its own.
+STATE_COLUMNS = ", status, highest_target_hit, closed_at, gain_pct, gain_source, events_count, final_target"
+EVENT_COLUMNS = (
+    "id, channel_id, message_id, message_date, signal_id, asset, event, target, gain_pct, price, "
+    "reply_to_message_id, raw_message, edit_key, created_at, updated_at"
+)
+
+
+@dataclass(frozen=True)
+class StateRules:
+    """What a signal's state depends on besides its events: the clock, the swing horizon, the session's zone."""
+
+    horizon_days: int
+    timezone: str
+    now: datetime | None = None
+
+    def args(self) -> list[Any]:
+        return [self.now or datetime.now(UTC), self.horizon_days, self.timezone]
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    linked: bool | None = None
+    channel: str | None = None
+    asset: str | None = None
+    event: str | None = None
+    signal_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _with_state(totals: str, first: int) -> str:
+    """Signals joined with their state; parameters $first..$first+2 are the `StateRules` arguments."""
+    n, d, z = f"${first}", f"${first + 1}", f"${first + 2}"
+    return (
+        "tp_capital.signals s LEFT JOIN LATERAL (SELECT * FROM " + totals + " t WHERE t.signal_id = s.id) t ON true "
+        "CROSS JOIN LATERAL tp_capital.signal_state(s.signal_type, s.message_date, s.buy_min, s.buy_max, s.targets, "
+        "s.target_final, s.stop, t.events, t.max_target, t.final_hits, t.last_target_at, t.stop_at, t.close_at, "
+        f"t.cancel_at, t.last_event_at, t.target_gain, t.stop_gain, t.close_gain, {n}, {d}, {z}) st"
+    )
+
+
+async def list_events(conn: asyncpg.Connection, f: EventFilter, limit: int,
+                      offset: int) -> tuple[list[asyncpg.Record], int]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for sql, value in (("channel_id = ?", f.channel), ("asset = upper(?)", f.asset), ("event = ?", f.event),
+                       ("signal_id = ?", f.signal_id), ("message_date >= ?", f.since),
+                       ("message_date <= ?", f.until)):
+        if value is not None:
+            args.append(value)
+            clauses.append(sql.replace("?", f"${len(args)}"))
+    if f.linked is not None:
+        clauses.append("signal_id IS NOT NULL" if f.linked else "signal_id IS NULL")
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    return await fetch_page(conn, EVENT_COLUMNS, f"tp_capital.signal_events{where}", "message_date DESC, id DESC",
+                            args, limit, offset)
+
+
+async def signal_exists(conn: asyncpg.Connection, signal_id: int) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tp_capital.signals WHERE id = $1)", signal_id))
+
+
+async def timescaledb_enabled(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"))
+
+
+async def refresh_event_days(conn: asyncpg.Connection) -> None:
+    """Bring the continuous aggregate up to date with edits to old events (outside any transaction)."""
+    await conn.execute("CALL refresh_continuous_aggregate('tp_capital.signal_event_days', NULL, NULL)")
+
+
+async def channel_performance(conn: asyncpg.Connection, rules: StateRules, since: datetime | None,
+                              until: datetime | None, signal_type: str | None,
+                              channel: str | None = None) -> list[asyncpg.Record]:
+    """Per channel: the figures of the signals published in the window (docs/api.md, "Channel performance")."""
+    clauses = ["NOT s.deleted"]
+    args: list[Any] = []
+    for sql, value in (("s.message_date >= ?", since), ("s.message_date <= ?", until),
+                       ("lower(s.signal_type) = lower(?)", signal_type), ("s.channel_id = ?", channel)):
+        if value is not None:
+            args.append(value)
+            clauses.append(sql.replace("?", f"${len(args)}"))
+    source = _with_state("tp_capital.signal_event_totals", len(args) + 1)
+    return await conn.fetch(
+        "WITH per AS (SELECT s.channel_id, s.channel_title, s.message_date, t.first_target_at, st.* FROM "
+        f"{source} WHERE {' AND '.join(clauses)}), "
+        "counted AS (SELECT channel_id, (array_agg(channel_title ORDER BY message_date DESC) "
+        "FILTER (WHERE channel_title IS NOT NULL))[1] AS channel_title, count(*) AS signals, "
+        "count(*) FILTER (WHERE closed_at IS NOT NULL AND status <> 'cancelled') AS closed, "
+        "count(*) FILTER (WHERE status = 'cancelled') AS cancelled, "
+        "count(*) FILTER (WHERE highest_target_hit >= 1) AS target_1_hits, "
+        "count(*) FILTER (WHERE highest_target_hit >= final_target) AS final_target_hits, "
+        "count(*) FILTER (WHERE status = 'stopped') AS stops, "
+        "round(avg(gain_pct), 2) AS mean_gain_pct, "
+        "round((percentile_cont(0.5) WITHIN GROUP (ORDER BY gain_pct))::numeric, 2) AS median_gain_pct, "
+        "round(avg(extract(epoch FROM first_target_at - message_date))) AS mean_seconds_to_first_target "
+        "FROM per GROUP BY channel_id) "
+        "SELECT *, round(target_1_hits::numeric / nullif(signals - cancelled, 0), 4) AS target_1_hit_rate, "
+        "round(final_target_hits::numeric / nullif(signals - cancelled, 0), 4) AS final_target_hit_rate, "
+        "round(stops::numeric / nullif(signals - cancelled, 0), 4) AS stop_rate "
+        "FROM counted ORDER BY signals DESC, channel_id",
+        *args, *rules.args(),
+    )
 
 
 async def soft_delete_by_ingested_at(conn: asyncpg.Connection, since: datetime, until: datetime) -> int:
     """Soft-delete the signals stamped in [since, until]; stamps are unique, so an exact stamp names one row."""
     done = await conn.fetch(
         "UPDATE tp_capital.signals SET deleted = true, updated_at = now() "
-        "WHERE ingested_at BETWEEN $1 AND $2 RETURNING id", since, until,
+        "WHERE ingested_at BETWEEN $1 AND $2 RETURNING id, channel_id, asset, message_date", since, until,
     )
+    await _relink_deleted(conn, done)
     return len(done)
 
 
@@ -224,6 +353,8 @@ async def store_parses(conn: asyncpg.Connection, ids: list[int], dates: list[dat
 
 async def rebuild_derived(conn: asyncpg.Connection) -> int:
     """Re-derive every signal and event from the stored messages and their parses; returns signals refreshed."""
+    # Deliveries wait for the rebuild, so that every link is made under one set of rules from one history.
+    await conn.execute("LOCK TABLE tp_capital.signal_events IN EXCLUSIVE MODE")
     await conn.execute("DELETE FROM tp_capital.signal_events")
     keys = await conn.fetchrow(
         "SELECT array_agg(channel_id) AS channels, array_agg(message_id) AS ids, count(*) AS n FROM "
@@ -237,9 +368,11 @@ async def rebuild_derived(conn: asyncpg.Connection) -> int:
         "SELECT 1 FROM tp_capital.messages m WHERE m.channel_id = s.channel_id AND m.message_id = s.message_id "
         "AND m.kind <> 'delete' AND m.parsed ->> 'kind' = 'signal')"
     )
-    # One call per update, in time order: each sees the events recorded before it (a closed signal stays closed).
+    if keys["n"]:
+        await conn.execute("SELECT tp_capital.refresh_events($1::text[], $2::bigint[])", keys["channels"], keys["ids"])
+    # Every (channel, asset) from its first event on: the same links whatever order history arrived in.
     await conn.execute(
-        "SELECT tp_capital.record_events(ARRAY[m.id]) FROM tp_capital.messages m "
-        "WHERE m.kind <> 'delete' AND m.parsed ->> 'kind' = 'update' ORDER BY m.message_date, m.id"
+        "SELECT tp_capital.relink(array_agg(channel_id), array_agg(asset), array_agg(NULL::timestamptz)) "
+        "FROM (SELECT DISTINCT channel_id, asset FROM tp_capital.signal_events) AS g"
     )
     return int(keys["n"])

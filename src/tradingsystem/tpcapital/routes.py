@@ -15,8 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from tradingsystem.core.errors import Forbidden, Unauthorized, ValidationFailed
 from tradingsystem.core.http import FastJSON
 from tradingsystem.core.logging import recent_records
-from tradingsystem.tpcapital.models import IngestBatch, IngestPayload
-from tradingsystem.tpcapital.repository import SignalFilter
+from tradingsystem.tpcapital.models import (
+    ChannelPerformanceList,
+    EventName,
+    IngestBatch,
+    IngestPayload,
+    SignalEventPage,
+    Status,
+)
+from tradingsystem.tpcapital.parser import SIGNAL_TYPES
+from tradingsystem.tpcapital.repository import EventFilter, SignalFilter
 from tradingsystem.tpcapital.service import TpCapitalService
 
 router = APIRouter()
@@ -118,10 +126,11 @@ async def list_signals(
     from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     to: Annotated[str | None, Query(max_length=40)] = None,
     include_deleted: bool = False,
+    status: Status | None = None,
 ) -> dict[str, Any]:
     f = SignalFilter(channel=channel, signal_type=type, asset=asset, search=search,
                      since=parse_when(from_, "from"), until=parse_when(to, "to", end=True),
-                     include_deleted=include_deleted)
+                     include_deleted=include_deleted, status=status)
     data, total = await _svc(request).list_signals(f, limit, offset)
     return {"data": data, "count": total}
 
@@ -136,6 +145,63 @@ async def delete_signal(request: Request, signal_id: Annotated[int, Path(ge=1, l
     require_api_key(request)
     await _svc(request).delete_signal(signal_id)
     return Response(status_code=204)
+
+
+# Signal lifecycle: what became of each signal, and how each channel's signals fare
+
+
+@router.get("/signals/{signal_id}/events", tags=["signals"], summary="A signal's updates, newest first",
+            response_model=SignalEventPage)
+async def signal_events(
+    request: Request,
+    signal_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> FastJSON:
+    data, total = await _svc(request).signal_events(signal_id, limit, offset)
+    return FastJSON({"data": data, "count": total})
+
+
+@router.get("/signal-events", tags=["signals"], summary="Updates, linked to a signal or not, newest first",
+            response_model=SignalEventPage)
+async def list_signal_events(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    linked: bool | None = None,
+    channel: Annotated[str | None, Query(max_length=64)] = None,
+    asset: Annotated[str | None, Query(max_length=32)] = None,
+    event: EventName | None = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    to: Annotated[str | None, Query(max_length=40)] = None,
+) -> FastJSON:
+    f = EventFilter(linked=linked, channel=channel, asset=asset, event=event, since=parse_when(from_, "from"),
+                    until=parse_when(to, "to", end=True))
+    data, total = await _svc(request).list_events(f, limit, offset)
+    return FastJSON({"data": data, "count": total})
+
+
+def signal_type_of(value: str | None) -> str | None:
+    """A `signal_type` filter: one of the parser's signal types, in any case."""
+    if value is None or value == "":
+        return None
+    for known in SIGNAL_TYPES:
+        if value.strip().lower() == known.lower():
+            return known
+    raise ValidationFailed([f"signal_type must be one of: {', '.join(SIGNAL_TYPES)}"])
+
+
+@router.get("/channels/performance", tags=["signals"], summary="How each channel's signals fared",
+            response_model=ChannelPerformanceList)
+async def channel_performance(
+    request: Request,
+    from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    to: Annotated[str | None, Query(max_length=40)] = None,
+    signal_type: Annotated[str | None, Query(max_length=32)] = None,
+) -> FastJSON:
+    data = await _svc(request).performance(parse_when(from_, "from"), parse_when(to, "to", end=True),
+                                           signal_type_of(signal_type))
+    return FastJSON({"data": data})
 
 
 @router.get("/channels", tags=["signals"], summary="Channels that have signals")

@@ -18,7 +18,7 @@ from tradingsystem.core.timeutil import iso_ms_or_none, iso_us
 from tradingsystem.tpcapital import repository as repo
 from tradingsystem.tpcapital.metrics import TpCapitalMetrics
 from tradingsystem.tpcapital.models import IngestMessage, failure_reason, validate_ingest
-from tradingsystem.tpcapital.parser import parse_message, to_json_dict
+from tradingsystem.tpcapital.parser import Update, parse_message, to_json_dict
 
 log = structlog.get_logger(__name__)
 MAX_BATCH = 1000
@@ -36,10 +36,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def parse_text(text: str) -> dict[str, Any]:
+    """The stored parse: the contract's JSON shape, plus the price an update quotes (used to link it)."""
+    result = parse_message(text)
+    parsed = to_json_dict(result)
+    if isinstance(result, Update):
+        parsed["price"] = result.price
+    return _plain(parsed)  # type: ignore[no-any-return]
+
+
 def parse_for_storage(message: IngestMessage) -> dict[str, Any]:
     if message.kind == "delete":
         return {"kind": "noise", "reason": "deleted"}
-    return _plain(to_json_dict(parse_message(message.text)))  # type: ignore[no-any-return]
+    return parse_text(message.text)
 
 
 def _number(value: Decimal | None) -> int | float | None:
@@ -73,6 +82,59 @@ def signal_json(row: asyncpg.Record) -> dict[str, Any]:
         "ingested_at": iso_us(row["ingested_at"]),
         "created_at": iso_ms_or_none(row["created_at"]),
         "updated_at": iso_ms_or_none(row["updated_at"]),
+        **lifecycle_json(row),
+    }
+
+
+def lifecycle_json(row: asyncpg.Record) -> dict[str, Any]:
+    """A signal's state, derived in SQL from its events (tp_capital.signal_state)."""
+    return {
+        "status": row["status"],
+        "highest_target_hit": row["highest_target_hit"],
+        "closed_at": iso_ms_or_none(row["closed_at"]),
+        "gain_pct": _number(row["gain_pct"]),
+        "gain_source": row["gain_source"],
+        "events_count": row["events_count"],
+    }
+
+
+def event_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "ts": int(row["message_date"].timestamp() * 1000),
+        "channel": row["channel_id"],
+        "message_id": row["message_id"],
+        "signal_id": row["signal_id"],
+        "linked": row["signal_id"] is not None,
+        "asset": row["asset"],
+        "event": row["event"],
+        "target": row["target"],
+        "gain_pct": _number(row["gain_pct"]),
+        "price": _number(row["price"]),
+        "reply_to_message_id": row["reply_to_message_id"],
+        "raw_message": row["raw_message"],
+        "edited": row["edit_key"] > 0,
+        "created_at": iso_ms_or_none(row["created_at"]),
+        "updated_at": iso_ms_or_none(row["updated_at"]),
+    }
+
+
+def performance_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "channel": row["channel_id"],
+        "channel_title": row["channel_title"],
+        "signals": row["signals"],
+        "closed": row["closed"],
+        "cancelled": row["cancelled"],
+        "target_1_hits": row["target_1_hits"],
+        "final_target_hits": row["final_target_hits"],
+        "stops": row["stops"],
+        "target_1_hit_rate": _number(row["target_1_hit_rate"]),
+        "final_target_hit_rate": _number(row["final_target_hit_rate"]),
+        "stop_rate": _number(row["stop_rate"]),
+        "mean_gain_pct": _number(row["mean_gain_pct"]),
+        "median_gain_pct": _number(row["median_gain_pct"]),
+        "mean_seconds_to_first_target": _number(row["mean_seconds_to_first_target"]),
     }
 
 
@@ -106,10 +168,13 @@ class TokenChecker:
 
 
 class TpCapitalService:
-    def __init__(self, db: Database, metrics: TpCapitalMetrics, tokens: TokenChecker) -> None:
+    def __init__(self, db: Database, metrics: TpCapitalMetrics, tokens: TokenChecker,
+                 rules: repo.StateRules | None = None) -> None:
         self.db = db
         self.metrics = metrics
         self.tokens = tokens
+        self.rules = rules or repo.StateRules(horizon_days=30, timezone="America/Sao_Paulo")
+        self._timescaledb: bool | None = None
 
     def authenticate(self, token: str | None) -> None:
         if not self.tokens.valid(token):
@@ -178,23 +243,59 @@ class TpCapitalService:
         return {"success": True, "results": results}
 
     async def list_signals(self, f: repo.SignalFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        rows, total = await self.db.run(lambda c: repo.list_signals(c, f, limit, offset))
+        rows, total = await self.db.run(lambda c: repo.list_signals(c, f, self.rules, limit, offset))
         return [signal_json(r) for r in rows], total
 
     async def get_signal(self, signal_id: int) -> dict[str, Any]:
-        row = await self.db.run(lambda c: repo.get_signal(c, signal_id))
+        row = await self.db.run(lambda c: repo.get_signal(c, signal_id, self.rules))
         if row is None:
             raise NotFound(f"Signal {signal_id} not found")
         return signal_json(row)
 
     async def delete_signal(self, signal_id: int) -> None:
-        if not await self.db.run(lambda c: repo.soft_delete_signal(c, signal_id)):
+        if not await self.db.run(lambda c: repo.soft_delete_signal(c, signal_id), transaction=True):
             raise NotFound(f"Signal {signal_id} not found")
 
     async def delete_signal_stamped(self, since: datetime, until: datetime) -> None:
         """The old `DELETE /signals {"ingestedAt"}`: soft-delete the signal with that stamp."""
-        if not await self.db.run(lambda c: repo.soft_delete_by_ingested_at(c, since, until)):
+        if not await self.db.run(lambda c: repo.soft_delete_by_ingested_at(c, since, until),
+                                 transaction=True):
             raise NotFound("Signal not found")
+
+    # Signal lifecycle
+
+    async def list_events(self, f: repo.EventFilter, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        rows, total = await self.db.run(lambda c: repo.list_events(c, f, limit, offset))
+        return [event_json(r) for r in rows], total
+
+    async def signal_events(self, signal_id: int, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        async def run(c: asyncpg.Connection) -> tuple[list[asyncpg.Record], int] | None:
+            if not await repo.signal_exists(c, signal_id):
+                return None
+            return await repo.list_events(c, repo.EventFilter(signal_id=signal_id), limit, offset)
+
+        found = await self.db.run(run)
+        if found is None:
+            raise NotFound(f"Signal {signal_id} not found")
+        return [event_json(r) for r in found[0]], found[1]
+
+    async def performance(self, since: datetime | None, until: datetime | None, signal_type: str | None,
+                          channel: str | None = None) -> list[dict[str, Any]]:
+        await self._refresh_aggregate()
+        rows = await self.db.run(lambda c: repo.channel_performance(c, self.rules, since, until, signal_type, channel))
+        return [performance_json(r) for r in rows]
+
+    async def _refresh_aggregate(self) -> None:
+        if self._timescaledb is None:
+            self._timescaledb = await self.db.run(repo.timescaledb_enabled)
+        if self._timescaledb:
+            try:
+                await self.db.run(repo.refresh_event_days)
+            except asyncpg.PostgresError as exc:  # the real-time aggregate still answers, perhaps minutes behind
+                log.warning("Could not refresh the performance aggregate", error=str(exc))
+
+    async def refresh_performance_metrics(self) -> None:
+        self.metrics.channel_performance.update(await self.performance(None, None, None))
 
     async def channels(self) -> list[dict[str, Any]]:
         rows = await self.db.run(repo.list_channels)
@@ -274,7 +375,7 @@ async def reparse_all(db: Database, progress: Callable[[int, int], None] | None 
             if r["kind"] == "delete":
                 parsed: dict[str, Any] = {"kind": "noise", "reason": "deleted"}
             else:
-                parsed = _plain(to_json_dict(parse_message(r["text"])))
+                parsed = parse_text(r["text"])
             kinds[parsed["kind"]] += 1
             parses.append(parsed)
         ids, dates = [r["id"] for r in rows], [r["message_date"] for r in rows]

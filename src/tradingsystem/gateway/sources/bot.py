@@ -90,6 +90,7 @@ def message_to_payload(message: Message, kind: Kind) -> IngestPayload | None:
         photos=photos,
         chat_title=message.chat.title,
         forwarded_from=_forwarded_from(message),
+        reply_to_message_id=message.reply_to_message.message_id if message.reply_to_message else None,
     )
 
 

@@ -45,9 +45,13 @@ def make_payload(
     photos: list[str] | None = None,
     chat_title: str | None = None,
     forwarded_from: dict[str, object] | None = None,
+    reply_to_message_id: int | None = None,
 ) -> IngestPayload:
-    """The ingest payload with every contract field present, in the contract's order."""
-    return {
+    """The ingest payload with every contract field present, in the contract's order.
+
+    `replyToMessageId` is added only for a reply: the API links an update to the signal it answers.
+    """
+    payload: IngestPayload = {
         "channelId": channel_id,
         "messageId": message_id,
         "timestamp": timestamp,
@@ -59,3 +63,6 @@ def make_payload(
         "chatTitle": chat_title,
         "forwardedFrom": forwarded_from,
     }
+    if reply_to_message_id is not None and reply_to_message_id > 0:
+        payload["replyToMessageId"] = reply_to_message_id
+    return payload

@@ -48,6 +48,12 @@ def _forwarded_from(message: Any) -> dict[str, object] | None:
     }
 
 
+def _reply_to(message: Any) -> int | None:
+    header = getattr(message, "reply_to", None)
+    reply_id = getattr(header, "reply_to_msg_id", None) if isinstance(header, types.MessageReplyHeader) else None
+    return reply_id if isinstance(reply_id, int) and not isinstance(reply_id, bool) else None
+
+
 def message_to_payload(
     message: Any, kind: Kind, source: str, *, chat_title: str | None = None
 ) -> IngestPayload | None:
@@ -84,6 +90,7 @@ def message_to_payload(
         photos=photos,
         chat_title=chat_title or _chat_title(message),
         forwarded_from=_forwarded_from(message),
+        reply_to_message_id=_reply_to(message),
     )
 
 
