@@ -38,6 +38,21 @@ def _register_components() -> None:
 
         raise typer.Exit(reparse_command())
 
+    @signals_app.command("report")
+    def report(
+        channel: Annotated[str | None, typer.Option("--channel", help="Only this channel id.")] = None,
+        since: Annotated[str | None, typer.Option("--from", help="Signals from this ISO date, datetime or epoch ms.")]
+        = None,
+        until: Annotated[str | None, typer.Option("--to", help="Signals up to this ISO date, datetime or epoch ms.")]
+        = None,
+        signal_type: Annotated[str | None, typer.Option("--type", help="Swing Trade, Day Trade, Scalping or "
+                                                                       "Position.")] = None,
+    ) -> None:
+        """Print each channel's signal performance: hit rates, stops, gains, time to the first target."""
+        from tradingsystem.tpcapital.report import report_command
+
+        raise typer.Exit(report_command(channel, since, until, signal_type))
+
     app.add_typer(signals_app, name="signals")
     app.add_typer(gateway_app, name="gateway")
 

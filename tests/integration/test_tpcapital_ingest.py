@@ -107,6 +107,8 @@ def test_full_signal_shape(api: httpx.Client) -> None:
         ({"text": ""}, "text is required unless photos are attached or kind is delete"),
         ({"text": "   "}, "text is required unless photos are attached or kind is delete"),
         ({"kind": "forward"}, "kind must be one of: new, edit, delete"),
+        ({"replyToMessageId": 0}, "replyToMessageId must be a positive integer or null"),
+        ({"replyToMessageId": "444261"}, "replyToMessageId must be a positive integer or null"),
         ({"kind": "edit"}, "editDate is required for kind edit"),
         ({"kind": "edit", "editDate": "2025-02-31T00:00:00Z"}, "editDate must be valid ISO 8601 datetime"),
         ({"source": "carrier-pigeon"}, "source must be one of: user, bot, backfill, import, replay"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 from rich.console import Console
@@ -14,6 +16,7 @@ from tradingsystem.core.migrations import migrate
 from tradingsystem.tpcapital.service import reparse_all
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 async def _reparse(dsn: str, console: Console) -> dict[str, int]:
@@ -33,21 +36,30 @@ async def _reparse(dsn: str, console: Console) -> dict[str, int]:
         await db.close()
 
 
-def reparse_command(dsn: str | None = None) -> int:
-    """Re-parse history so that a better parser fixes old signals; safe to run again (idempotent)."""
-    configure_logging("tp-capital-reparse", "WARNING")
-    console = Console(stderr=True)
+def run_database_command(errors: Console, dsn: str | None, work: Callable[[str], Awaitable[T]]) -> T | None:
+    """Run an operator command's database work on `dsn` (default: the configured or embedded database).
+
+    None after printing one clear error line instead of a traceback.
+    """
     try:
         if dsn is None:
             from tradingsystem.core.dbcli import resolve_dsn
 
             dsn = resolve_dsn(start_embedded=True)
-        result = asyncio.run(_reparse(dsn, console))
+        return asyncio.run(work(dsn))  # type: ignore[arg-type]
     except DatabaseStartupFailed:
-        console.print("[red]error:[/red] cannot connect to the database")
-        return 1
+        errors.print("[red]error:[/red] cannot connect to the database")
     except Exception as exc:  # an operator command: a clear line instead of a traceback
-        console.print(f"[red]error:[/red] {exc}")
+        errors.print(f"[red]error:[/red] {exc}")
+    return None
+
+
+def reparse_command(dsn: str | None = None) -> int:
+    """Re-parse history so that a better parser fixes old signals; safe to run again (idempotent)."""
+    configure_logging("tp-capital-reparse", "WARNING")
+    console = Console(stderr=True)
+    result = run_database_command(console, dsn, lambda url: _reparse(url, console))
+    if result is None:
         return 1
     print(f"Re-parsed {result['messages']} messages: {result['signal']} signals, {result['update']} updates, "
           f"{result['noise']} noise; {result['signals']} signal rows refreshed")

@@ -139,6 +139,9 @@ BEGIN
                    AND NOT p.ended
                    AND NOT coalesce(p.hit >= cardinality(l.levels), false)
                    AND (e.event <> 'target_hit' OR e.target IS NULL OR e.target <= cardinality(l.levels))
+                   -- a quoted price must be one of the trade's levels (within 1 %): 28,00 is not the 39 of another
+                   AND (e.price IS NULL OR EXISTS (SELECT 1 FROM unnest(l.levels || s.stop) AS v(level)
+                                                    WHERE abs(v.level - e.price) <= abs(v.level) / 100))
                  ORDER BY
                    -- the quoted price is the level this event names (target N, the final target, the stop)
                    coalesce(e.price = CASE e.event
