@@ -15,7 +15,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tests.support.fake_bot_api import FakeBotApi
 from tests.support.fs import TinyFilesystem, damage_pages, fill
+from tests.support.gateway_sources import wait_until as wait_for
 from tests.support.ingest_server import IngestStandIn
 from tests.support.servers import ProcessServer, ThreadServer, wait_until
 from tradingsystem.core.embedded import free_port
@@ -266,6 +268,38 @@ def test_a_read_only_data_directory_is_one_fatal_line(tmp_path: Path, api: Inges
     assert len(fatal) == 1 and fatal[0]["level"] == "error"
     assert fatal[0]["message"].startswith(f"FATAL: GATEWAY_DATA_DIR {data} ")
     assert "Read-only file system" in fatal[0]["message"]
+
+
+async def test_a_dropped_bot_api_connection_never_puts_the_token_in_a_log_line(tmp_path: Path,
+                                                                              api: IngestStandIn) -> None:
+    from tradingsystem.core.logging import REDACTED
+
+    bot_api = await FakeBotApi().start()
+    port = free_port()
+    env = clean_env(GATEWAY_PORT=str(port), GATEWAY_DATA_DIR=str(tmp_path / "data"), API_ENDPOINT=api.ingest_url,
+                    GATEWAY_SECRET_TOKEN=api.token, TELEGRAM_INGESTION_BOT_TOKEN=bot_api.token,
+                    TELEGRAM_BOT_API_URL=bot_api.base_url)
+    gateway = ProcessServer([sys.executable, "-m", "tradingsystem.gateway.service"], env, port, tmp_path / "gw.log")
+    gateway.env = env
+    gateway.start()
+    try:
+        # the real aiogram bot long-polls the stand-in; then the server goes away under the open request
+        await wait_for(lambda: bot_api.calls["getupdates"] >= 1, within=90, what="the bot polling")
+        await asyncio.sleep(0.3)
+        await bot_api.go_away()
+        await wait_for(lambda: gateway.output().count("getUpdates failed") >= 2, within=30,
+                       what="the failed polls logged")
+        await bot_api.come_back()
+        await wait_for(lambda: '"Telegram bot connected"' in gateway.output().split("getUpdates failed")[-1],
+                       within=30, what="the bot back")
+    finally:
+        gateway.stop()
+        await bot_api.stop()
+    lines = [line for line in gateway.output().splitlines() if line.strip()]
+    assert lines and not [line for line in lines if bot_api.token in line]
+    assert bot_api.token.split(":")[1] not in gateway.output()
+    failures = [json.loads(line) for line in lines if '"getUpdates failed"' in line]
+    assert any(REDACTED in f["error"] for f in failures), failures  # aiohttp names the URL: /bot[REDACTED]/…
 
 
 # -- in-process ------------------------------------------------------------------------------------------

@@ -1,13 +1,18 @@
-"""Structured JSON logging for every service: one object per line on stdout, secrets only as fingerprints."""
+"""Structured JSON logging for every service: one object per line on stdout, secrets redacted or fingerprinted."""
 
 from __future__ import annotations
 
 import collections
 import hashlib
 import logging
+import os
+import re
 import sys
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import orjson
@@ -17,6 +22,68 @@ _RECENT_MAX = 1000
 _lock = threading.Lock()
 _recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=_RECENT_MAX)
 _service = "tradingsystem"
+
+
+REDACTED = "[REDACTED]"
+# Secrets are found in every log path by value (whatever the text around them) and by shape:
+_SHAPES = (
+    # a Bot API token, alone or in a URL path (`…/bot<id>:<secret>/getUpdates` in aiohttp's error texts)
+    (re.compile(r"(?<!\d)\d{5,16}:[A-Za-z0-9_-]{30,}"), REDACTED),
+    # the password of a URL (`postgresql://user:<password>@host/db`)
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@", re.IGNORECASE), r"\1" + REDACTED + "@"),
+)
+# Variables whose values are secrets: every service reads its own from these names (env or `.env`).
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_HASH|API_KEY|SESSION_STRING", re.IGNORECASE)
+_MIN_SECRET = 6  # shorter values would redact ordinary words; no real secret is this short
+_secrets: set[str] = set()
+_secret_re: re.Pattern[str] | None = None
+
+
+def add_secrets(*values: str | None) -> None:
+    """Redact these values (comma lists are split) from every log record from now on."""
+    global _secret_re
+    new = {part.strip() for value in values if value for part in (value, *value.split(","))}
+    new = {v for v in new if len(v) >= _MIN_SECRET}
+    with _lock:
+        if new <= _secrets:
+            return
+        _secrets.update(new)
+        _secret_re = re.compile("|".join(re.escape(v) for v in sorted(_secrets, key=len, reverse=True)))
+
+
+def _secrets_from_environment(env_file: Path = Path(".env")) -> list[str]:
+    values = dict(os.environ)
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v})
+    return [v for k, v in values.items() if _SECRET_NAME.search(k)]
+
+
+def redact(text: str) -> str:
+    """`text` with every known secret and every secret-shaped piece replaced by `[REDACTED]`."""
+    pattern = _secret_re
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    for shape, replacement in _SHAPES:
+        text = shape.sub(replacement, text)
+    return text
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return redact(str(value))  # exceptions, URLs, paths: rendered as text anyway
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {k: _scrub(v) for k, v in event.items()}
 
 
 def fingerprint(secret: str) -> str:
@@ -55,10 +122,15 @@ def _render(_: Any, __: str, event: dict[str, Any]) -> str:
     return orjson.dumps(event, default=str).decode()
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
-    """Route structlog and the standard library's logging into one JSON line per record on stdout."""
+def configure_logging(service: str, level: str = "INFO", secrets: Iterable[str | None] = ()) -> None:
+    """Route structlog and the standard library's logging into one JSON line per record on stdout.
+
+    Every record (message, fields, exception text, records of libraries such as aiohttp, aiogram and
+    Telethon) is redacted: the `secrets` given, every secret-named variable of the environment and
+    `.env`, Bot API tokens and URL passwords become `[REDACTED]`."""
     global _service
     _service = service
+    add_secrets(*_secrets_from_environment(), *secrets)
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -66,6 +138,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.format_exc_info,
+        _redact,
         _timestamp,
         _shape,
         _remember,
@@ -74,7 +147,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(),  # stdout at the time of each write
         cache_logger_on_first_use=False,
     )
 
@@ -88,11 +161,26 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             method = record.levelname.lower()
             if method not in ("debug", "info", "warning", "error", "critical"):
                 method = "info"
-            getattr(log, method)(msg, logger=record.name)
+            extra: dict[str, Any] = {"exc_info": record.exc_info} if record.exc_info else {}
+            getattr(log, method)(msg, logger=record.name, **extra)
 
     root = logging.getLogger()
     root.handlers[:] = [_ToStructlog()]
     root.setLevel(numeric)
+    logging.captureWarnings(True)  # warnings (e.g. unclosed sessions with their URLs) take the same path
+
+    def _uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, exc, tb)
+            return
+        structlog.get_logger(service).critical("Uncaught exception", exc_info=(kind, exc, tb))
+
+    def _uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            _uncaught(args.exc_type, args.exc_value, args.exc_traceback)
+
+    sys.excepthook = _uncaught  # a traceback printed by Python itself would bypass the redaction
+    threading.excepthook = _uncaught_in_thread
     # uvicorn's access log duplicates our request log; its error log is useful.
     logging.getLogger("uvicorn.access").handlers[:] = []
     logging.getLogger("uvicorn.access").propagate = False

@@ -19,7 +19,7 @@ import structlog
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from tradingsystem.core.logging import fingerprint
+from tradingsystem.core.logging import add_secrets, fingerprint
 from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.gateway.cursors import Cursors
 from tradingsystem.gateway.failure_queue import FailureQueue
@@ -313,6 +313,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[GatewaySettings, Fas
         _fatal(f"invalid setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     if not settings.tokens:
         _fatal("GATEWAY_SECRET_TOKEN is required")
+    add_secrets(*settings.tokens, settings.telegram_ingestion_bot_token, settings.telegram_api_hash)
     data_dir = settings.gateway_data_dir
     try:
         _prepare_data_dir(data_dir)
