@@ -114,9 +114,10 @@ def test_schema_check_rejects_an_invalid_file(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- database file
 
 
-def test_timescaledb_image_is_a_pinned_pg16_tag(database: dict[str, Any]) -> None:
+def test_timescaledb_image_is_a_variable_defaulting_to_a_pinned_pg15_tag(database: dict[str, Any]) -> None:
+    # pg15: the major version of the locally built TimescaleDB image the suite runs on.
     image = database["services"]["timescaledb"]["image"]
-    assert re.fullmatch(r"timescale/timescaledb:\d+\.\d+\.\d+-pg16", image), image
+    assert re.fullmatch(r"\$\{TIMESCALEDB_IMAGE:-timescale/timescaledb:\d+\.\d+\.\d+-pg15\}", image), image
 
 
 def test_timescaledb_publishes_5433_on_the_host(database: dict[str, Any]) -> None:
