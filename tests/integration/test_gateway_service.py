@@ -392,6 +392,8 @@ def test_full_disk_refuses_the_message_clearly_and_recovers(tmp_path: Path, api:
         with Gateway(settings_for(api, fs.path / "data"), [bot]) as gw:
             bot.receive(payload("-1001", 1))
             wait_until(lambda: api.distinct() == 1)
+            assert gw.metric("telegram_journal_disk_full") == 0
+            assert gw.metric("telegram_journal_write_errors_total", {"reason": "disk_full"}) == 0
             filler = fill(fs.path)
             big = {**payload("-1001", 2), "text": "x" * 200_000}
             with pytest.raises(JournalFullError):
@@ -399,10 +401,51 @@ def test_full_disk_refuses_the_message_clearly_and_recovers(tmp_path: Path, api:
             status, body = gw.health()
             assert (status, body["status"]) == (503, "unhealthy")
             assert "disk full" in body["error"]
+            assert gw.metric("telegram_journal_disk_full") == 1
+            # the refused append, and any state change that found the disk full too
+            failed_writes = gw.metric("telegram_journal_write_errors_total", {"reason": "disk_full"})
+            assert failed_writes >= 1
+            metrics = httpx.get(gw.server.url + "/metrics", timeout=5).text
+            assert f'telegram_journal_write_errors_total{{reason="disk_full"}} {failed_writes}' in metrics
+            assert "telegram_journal_disk_full 1.0" in metrics
             filler.unlink()
             bot.receive(big)
             wait_until(lambda: api.distinct() == 2, message="delivered once space returned")
             wait_until(lambda: gw.health()[0] == 200, message="healthy again")
+            assert gw.metric("telegram_journal_disk_full") == 0
+            assert gw.metric("telegram_journal_write_errors_total", {"reason": "disk_full"}) >= failed_writes
+
+
+def test_health_is_degraded_while_too_much_or_too_old_is_pending(tmp_path: Path, api: IngestStandIn) -> None:
+    bot = ScriptedSource("bot")
+    # a long retry window, so that the outage is seen while the messages are still pending in the journal
+    settings = settings_for(api, tmp_path / "data", base_retry_delay_ms=2000, max_retries=3,
+                            gateway_health_max_pending=5, gateway_health_max_pending_age_s=1)
+    with Gateway(settings, [bot]) as gw:
+        bot.receive(payload("-1001", 1))
+        wait_until(lambda: api.distinct() == 1)
+        assert gw.health()[1]["status"] == "healthy"
+        api.stop()
+        for i in range(2, 5):
+            bot.receive(payload(f"-100{i}", i))
+        # below the count threshold, but the oldest pending message gets older than a second
+        wait_until(lambda: any("oldest pending" in w for w in gw.health()[1].get("warnings", [])),
+                   message="the age warning")
+        status, body = gw.health()
+        assert (status, body["status"], body["journalPending"]) == (200, "degraded", 3)
+        assert not any("entries pending" in w for w in body["warnings"])
+        assert body["journalOldestPendingAgeS"] > 1
+        assert gw.metric("telegram_journal_oldest_pending_age_seconds") > 1
+        for i in range(5, 10):
+            bot.receive(payload(f"-100{i}", i))
+        status, body = gw.health()
+        assert (status, body["status"], body["journalPending"]) == (200, "degraded", 8)
+        assert any("8 journal entries pending (threshold 5)" in w for w in body["warnings"])
+        api.start()
+        wait_until(lambda: api.distinct() == 9, timeout=60, message="delivered after the outage")
+        wait_until(lambda: gw.health()[1]["status"] == "healthy", message="healthy again")
+        assert gw.health()[1]["journalOldestPendingAgeS"] == 0
+        assert gw.metric("telegram_journal_oldest_pending_age_seconds") == 0
 
 
 async def test_monitored_channels_are_configured_plus_registry_and_survive_an_api_outage(

@@ -10,7 +10,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -166,6 +166,9 @@ class Journal:
         self._flusher: asyncio.Task[None] | None = None
         self._last_write_error: str | None = None
         self.recovered: JournalRecovery | None = None
+        # told "disk_full" or "error" when a write fails and None when writes succeed again (the metrics)
+        self.on_write_error: Callable[[str | None], None] | None = None
+        self._write_failing = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -288,6 +291,7 @@ class Journal:
             except (sqlite3.Error, OSError) as exc:
                 self._rollback_quietly()
                 full = _is_disk_full(exc)
+                self._write_failed(full)
                 self._last_write_error = "disk full" if full else str(exc)
                 log.error(
                     "Journal write failed: disk full" if full else "Journal write failed",
@@ -296,10 +300,22 @@ class Journal:
                 if full:
                     raise JournalFullError(f"no space left for the journal at {self.path}") from exc
                 raise JournalError(f"journal write failed: {exc}") from exc
+        self._write_ok()
         if self._last_write_error is not None:
             log.info("Journal writes recovered", path=str(self.path))
             self._last_write_error = None
         return seqs
+
+    def _write_failed(self, disk_full: bool) -> None:
+        self._write_failing = True
+        if self.on_write_error is not None:
+            self.on_write_error("disk_full" if disk_full else "error")
+
+    def _write_ok(self) -> None:
+        if self._write_failing:
+            self._write_failing = False
+            if self.on_write_error is not None:
+                self.on_write_error(None)
 
     def append_sync(self, payload: IngestPayload) -> int:
         return self.append_many([payload])[0]
@@ -351,7 +367,9 @@ class Journal:
                 conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
                 self._rollback_quietly()
+                self._write_failed(_is_disk_full(exc))
                 raise JournalError(f"journal update failed: {exc}") from exc
+        self._write_ok()
 
     def mark_delivered(self, seqs: Iterable[int]) -> None:
         self._set_state(seqs, DELIVERED)
@@ -425,6 +443,14 @@ class Journal:
         out = {PENDING: 0, DELIVERED: 0, QUEUED: 0, HELD: 0}
         out.update({str(s): int(n) for s, n in rows})
         return out
+
+    def oldest_pending_received_at(self) -> float | None:
+        """When the oldest entry the API has not acknowledged (pending or held) was received (epoch s)."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT MIN(received_at) FROM entries WHERE state IN ('pending', 'held')"
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
 
     def pending_count(self) -> int:
         """Entries the API has not acknowledged and that are not in the failure queue (pending + held)."""

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 # reasons a message left the normal path; pre-created so every series exists from startup at 0
 FAILURE_REASONS = ("max_retries", "rejected", "queue_full")
+JOURNAL_WRITE_ERRORS = ("disk_full", "error")
 
 
 class GatewayMetrics:
@@ -54,6 +55,19 @@ class GatewayMetrics:
             "telegram_journal_corrupt", "Damaged journal files set aside (their readable entries journaled again)",
             registry=r,
         )
+        self.journal_write_errors = Counter(
+            "telegram_journal_write_errors", "Journal writes (appends and state changes) that failed, by reason",
+            ["reason"], registry=r,
+        )
+        self.journal_disk_full = Gauge(
+            "telegram_journal_disk_full", "1 while journal writes fail because the disk is full", registry=r
+        )
+        self.journal_oldest_pending_age = Gauge(
+            "telegram_journal_oldest_pending_age_seconds",
+            "Age of the oldest journaled message the API has not acknowledged (0 when none)", registry=r,
+        )
+        for reason in JOURNAL_WRITE_ERRORS:
+            self.journal_write_errors.labels(reason=reason)
         self.connection_status.set(0)
         for reason in FAILURE_REASONS:
             self.publish_failures.labels(reason=reason)

@@ -306,6 +306,7 @@ class Publisher:
         self._acked: set[int] = set()  # delivered, not yet recorded in the journal
         self.api_reachable: bool | None = None
         self.last_error: str | None = None
+        self.oldest_pending_age_s = 0.0  # of the oldest entry the API has not acknowledged (refresh_gauges)
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -549,6 +550,9 @@ class Publisher:
         self.metrics.failure_queue_bytes.set(status.bytes)
         pending = await asyncio.to_thread(self.journal.pending_count)
         self.metrics.journal_pending.set(pending)
+        oldest = await asyncio.to_thread(self.journal.oldest_pending_received_at) if pending else None
+        self.oldest_pending_age_s = 0.0 if oldest is None else round(max(0.0, time.time() - oldest), 3)
+        self.metrics.journal_oldest_pending_age.set(self.oldest_pending_age_s)
         return pending
 
     async def _housekeeping_loop(self) -> None:

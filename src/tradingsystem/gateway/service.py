@@ -104,6 +104,7 @@ class GatewayService:
         self.queue = FailureQueue(settings.queue_path, settings.failure_queue_max_bytes,
                                   settings.failure_queue_warn_bytes,
                                   on_corrupt=self.metrics.failure_queue_corrupt_lines.inc)
+        self.journal.on_write_error = self._journal_write_error
         self.cursors = Cursors(data_dir / "cursors.json")
         self.client = IngestClient(settings.api_endpoint, settings.tokens[0], settings.api_timeout_ms,
                                    metrics=self.metrics)
@@ -174,6 +175,11 @@ class GatewayService:
         self.metrics.messages_received.labels(channel_id=channel).inc()
         self.publisher.notify(channel)
 
+    def _journal_write_error(self, reason: str | None) -> None:
+        if reason is not None:
+            self.metrics.journal_write_errors.labels(reason=reason).inc()
+        self.metrics.journal_disk_full.set(1 if reason == "disk_full" else 0)
+
     # -- state and health ------------------------------------------------------------------------------
 
     def source_states(self) -> dict[str, str]:
@@ -213,6 +219,7 @@ class GatewayService:
         counts = await asyncio.to_thread(self.journal.counts)
         corrupt = await asyncio.to_thread(self.queue.corrupt_lines)
         damaged = await asyncio.to_thread(self.journal.corrupt_files)
+        age = self.publisher.oldest_pending_age_s
         errors: list[str] = []
         warnings: list[str] = []
         if telegram == "not_configured":
@@ -224,6 +231,11 @@ class GatewayService:
             errors.append("Telegram disconnected")
         if self.journal.last_write_error:
             errors.append(f"Journal write failed: {self.journal.last_write_error}")
+        max_pending, max_age = self.settings.gateway_health_max_pending, self.settings.gateway_health_max_pending_age_s
+        if pending > max_pending:
+            warnings.append(f"{pending} journal entries pending (threshold {max_pending}): the API is not keeping up")
+        if age > max_age:
+            warnings.append(f"The oldest pending journal entry is {age:.0f} s old (threshold {max_age:g} s)")
         if queue.bytes > self.queue.warn_bytes:
             warnings.append(f"Failure queue over {self.queue.warn_bytes} bytes")
         if damaged:
@@ -244,6 +256,7 @@ class GatewayService:
             "telegram": telegram,
             "sources": self.source_states(),
             "journalPending": pending,
+            "journalOldestPendingAgeS": round(age, 3),
             "failureQueue": {"lines": queue.lines, "bytes": queue.bytes,
                              **({"corruptLines": corrupt} if corrupt else {})},
             "uptime": round(time.monotonic() - self._started, 3),

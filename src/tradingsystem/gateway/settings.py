@@ -39,6 +39,9 @@ class GatewaySettings(BaseSettings):
     failure_queue_path: Path | None = Field(None, validation_alias="FAILURE_QUEUE_PATH")
     failure_queue_max_bytes: int = Field(104857600, gt=0, validation_alias="FAILURE_QUEUE_MAX_BYTES")
     failure_queue_warn_bytes: int = Field(52428800, gt=0, validation_alias="FAILURE_QUEUE_WARN_BYTES")
+    # /health is `degraded` past either threshold: the API is not keeping up (or is away) for that long
+    gateway_health_max_pending: int = Field(1000, gt=0, validation_alias="GATEWAY_HEALTH_MAX_PENDING")
+    gateway_health_max_pending_age_s: float = Field(120.0, gt=0, validation_alias="GATEWAY_HEALTH_MAX_PENDING_AGE_S")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     # Addresses besides loopback that may call the control surface (the API's container network, say).
     gateway_control_allowed_cidrs: str = Field("", validation_alias="GATEWAY_CONTROL_ALLOWED_CIDRS")
