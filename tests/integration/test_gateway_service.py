@@ -623,3 +623,79 @@ def test_the_automatic_redrive_goes_in_batches(tmp_path: Path, api: IngestStandI
         wait_until(lambda: api.distinct() == 1200, message="the queue re-driven")
         wait_until(lambda: gw.health()[1]["failureQueue"]["lines"] == 0, message="queue emptied")
     assert api.batch_requests == 2 and sum(api.requests.values()) == 1200
+
+
+# -- file modes ------------------------------------------------------------------------------------------
+
+SAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "src/tradingsystem/gateway/data/sample_export.json"
+
+
+def modes(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in directory.iterdir()}
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The usual umask (022): without explicit modes, new files would be readable by everyone."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_import_into_a_new_data_directory_creates_it_private(tmp_path: Path, api: IngestStandIn,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             open_umask: None) -> None:
+    for key in list(os.environ):
+        if key.startswith(("TELEGRAM_", "GATEWAY_", "API_", "FAILURE_QUEUE_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "new" / "data"
+    monkeypatch.setenv("GATEWAY_DATA_DIR", str(data))
+    monkeypatch.setenv("API_ENDPOINT", api.ingest_url)
+    monkeypatch.setenv("GATEWAY_SECRET_TOKEN", api.token)
+    monkeypatch.setenv("MAX_RETRIES", "0")
+    from tradingsystem.gateway.export import TelegramExport
+
+    first_id = next(iter(TelegramExport(SAMPLE_EXPORT, source="import").payloads()))["messageId"]
+    api.reject = {first_id}  # one message refused, so that the import writes the failure queue too
+    result = CliRunner().invoke(gateway_app, ["import", str(SAMPLE_EXPORT)])
+    assert result.exit_code == 1, result.output  # one message failed and waits in the queue
+    assert data.stat().st_mode & 0o777 == 0o700
+    found = modes(data)
+    assert {"journal.db", "failure-queue.jsonl", "failure-queue.jsonl.lock"} <= set(found)
+    assert found == {name: 0o600 for name in found}, found
+
+
+def test_every_file_the_service_writes_is_private_and_loose_ones_are_tightened(
+    tmp_path: Path, api: IngestStandIn, open_umask: None
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    with Journal(data / "journal.db").open() as journal:  # as an older version left it: 0644 in 0755
+        journal.append_sync(payload("-1001", 1))
+    os.chmod(data / "journal.db", 0o644)
+    os.chmod(data, 0o755)
+    (data / "cursors.json").write_text('{"-1001": 0}')
+    os.chmod(data / "cursors.json", 0o644)
+    bot = ScriptedSource("bot")
+    settings = settings_for(api, data, max_retries=0)
+    with Gateway(settings, [bot]) as gw:
+        wait_until(lambda: api.distinct() == 1, message="the journaled message delivered")
+        api.reject = {2}
+        bot.receive(payload("-1001", 2))  # refused: the failure queue and its lock are written
+        wait_until(lambda: gw.health()[1]["failureQueue"]["lines"] == 1)
+        with settings.queue_path.open("ab") as fh:
+            fh.write(b"torn")
+        api.stop()
+        bot.receive(payload("-1001", 3))  # queued after the torn tail: the sidecar is written
+        wait_until(lambda: gw.health()[1]["failureQueue"]["lines"] == 2)
+        api.start()
+        wait_until(lambda: (data / "cursors.json").exists() and '"-1001": 3' in (data / "cursors.json").read_text(),
+                   timeout=60, message="cursor written")
+        assert data.stat().st_mode & 0o777 == 0o700
+        found = modes(data)  # while running: journal.db-wal and -shm exist too
+        assert {"journal.db", "journal.db-wal", "journal.db-shm", "cursors.json", "failure-queue.jsonl",
+                "failure-queue.jsonl.lock"} <= set(found)
+        assert any(name.startswith("failure-queue.jsonl.corrupt-") for name in found)
+        assert {n: m for n, m in found.items() if not n.startswith(".session")} == {
+            n: 0o600 for n in found if not n.startswith(".session")}, found

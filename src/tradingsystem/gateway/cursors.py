@@ -9,6 +9,8 @@ from pathlib import Path
 
 import structlog
 
+from tradingsystem.gateway.files import private_dir, private_file
+
 log = structlog.get_logger(__name__)
 
 
@@ -30,6 +32,7 @@ class Cursors:
         self._load()
 
     def _load(self) -> None:
+        private_file(self.path)
         try:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -81,7 +84,7 @@ class Cursors:
                 return
             data = json.dumps(self._positions, sort_keys=True, indent=1).encode()
             self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}-{threading.get_ident()}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from tradingsystem.core.timeutil import iso_ms
-from tradingsystem.gateway.files import FILE_MODE, fsync_dir
+from tradingsystem.gateway.files import FILE_MODE, fsync_dir, private_dir, private_file
 from tradingsystem.gateway.types import IngestPayload
 
 log = structlog.get_logger(__name__)
@@ -126,7 +126,7 @@ class FailureQueue:
 
     @contextlib.contextmanager
     def _file_lock(self, lock_path: Path, blocking: bool = True) -> Iterator[bool]:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(lock_path.parent)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             try:
@@ -255,8 +255,11 @@ class FailureQueue:
         return start
 
     def repair_tail(self) -> None:
-        """Set a torn last line aside now (the service calls it at start, replays before reading)."""
+        """Set a torn last line aside now (the service calls it at start, replays before reading); files
+        an older version left readable by others are tightened to 0600 on the way."""
         with self._append_lock():
+            for path in (self.path, self._lock_path, self._replay_lock_path, *self.corrupt_files()):
+                private_file(path)
             try:
                 fd = os.open(self.path, os.O_RDWR)
             except FileNotFoundError:
@@ -278,7 +281,6 @@ class FailureQueue:
         """Append one whole line, fsync'd; returns the new size. Raises QueueFullError at the cap."""
         line = self.encode(payload, attempts, last_error)
         with self._append_lock():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, FILE_MODE)
             try:
                 before = self._repair_tail_locked(fd)
@@ -320,7 +322,8 @@ class FailureQueue:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with self._append_lock():
             self._set_aside(garbage or [], "not a queue record")
-            with self.path.open("rb") as src, tmp.open("wb") as dst:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            with self.path.open("rb") as src, os.fdopen(fd, "wb") as dst:
                 offset = 0
                 for raw in src:
                     if offset < snapshot_end and offset in delivered:

@@ -17,7 +17,7 @@ from typing import Final, Literal
 
 import structlog
 
-from tradingsystem.gateway.files import set_aside
+from tradingsystem.gateway.files import create_private, private_dir, private_file, set_aside
 from tradingsystem.gateway.types import IngestPayload
 
 log = structlog.get_logger(__name__)
@@ -176,7 +176,7 @@ class Journal:
         """Open (or create) the journal. A damaged file is set aside as `journal.db.corrupt-<UTC>`, what
         SQLite can still read of its unfinished entries is journaled again in a fresh file, and
         `recovered` tells what happened. Other failures (a read-only directory) raise sqlite3/OS errors."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         try:
             conn = self._connect()
         except sqlite3.DatabaseError as exc:
@@ -192,6 +192,9 @@ class Journal:
             # SQLite would take an empty file for a new database; a journal we wrote never is one
             # (`-wal` may still hold its pages), so it is damaged, not new.
             raise sqlite3.DatabaseError("journal file is empty (zero length)")
+        # SQLite gives `-wal` and `-shm` the mode of the database file: a 0600 file keeps all three private
+        create_private(self.path)
+        private_file(self.path)
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30.0)
         try:
             conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only effective on a new file: prune gives space back
@@ -202,6 +205,8 @@ class Journal:
             problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(5)").fetchall()]
             if problems != ["ok"]:
                 raise sqlite3.DatabaseError("database disk image is malformed: " + "; ".join(problems))
+            for suffix in ("-wal", "-shm"):
+                private_file(self.path.with_name(self.path.name + suffix))
         except BaseException:
             conn.close()
             raise

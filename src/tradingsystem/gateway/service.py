@@ -23,6 +23,7 @@ from tradingsystem.core.logging import add_secrets, fingerprint
 from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.gateway.cursors import Cursors
 from tradingsystem.gateway.failure_queue import FailureQueue
+from tradingsystem.gateway.files import private_dir
 from tradingsystem.gateway.journal import Journal
 from tradingsystem.gateway.metrics import GatewayMetrics
 from tradingsystem.gateway.publisher import IngestClient, Publisher, RetrySchedule
@@ -303,13 +304,8 @@ def create_gateway_app(service: GatewayService) -> FastAPI:
 
 
 def _prepare_data_dir(path: Path) -> None:
-    # the journal holds message texts from private channels: a directory we create is ours alone; an
-    # existing one is only reported, since it may be shared with other files the operator put there
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
-    elif path.stat().st_mode & 0o077:
-        log.warning("GATEWAY_DATA_DIR is readable by other users", path=str(path),
-                    mode=oct(path.stat().st_mode & 0o777))
+    # the journal and the queue hold message texts from private channels: the directory is ours alone
+    private_dir(path)
 
 
 def _fatal(message: str) -> NoReturn:
