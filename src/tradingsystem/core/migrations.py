@@ -39,18 +39,46 @@ def load_migrations(schema: str) -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+# A GUC the TimescaleDB loader defines when the server preloads it. Unlike shared_preload_libraries (readable by
+# privileged roles only), every role sees it in pg_settings, which hides placeholders for unloaded libraries.
+LOADER_SETTING = "timescaledb.max_background_workers"
+
+
+async def timescaledb_preloaded(conn: asyncpg.Connection) -> bool:
+    """True when the server preloads the TimescaleDB loader (shared_preload_libraries)."""
+    return bool(await conn.fetchval("SELECT 1 FROM pg_settings WHERE name = $1", LOADER_SETTING))
+
+
+async def timescaledb_in_use(conn: asyncpg.Connection) -> bool:
+    """True when this database has the extension and the server preloads it, so its functions can be called."""
+    if not await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"):
+        return False
+    return await timescaledb_preloaded(conn)
+
+
 async def timescaledb_enabled(conn: asyncpg.Connection) -> bool:
-    """Install TimescaleDB if the server offers it; True when the extension is active in this database."""
+    """Install TimescaleDB if the server offers it; True when the extension is active in this database.
+
+    Without the preloaded loader, `CREATE EXTENSION timescaledb` ends the session with a FATAL error, so the
+    preload is checked first and the service then goes on with plain PostgreSQL on a connection that still works.
+    """
     installed = await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")
-    if installed:
-        return True
-    available = await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+    available = installed or await conn.fetchval(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
     if not available:
         return False
+    if not await timescaledb_preloaded(conn):
+        log.warning("TimescaleDB is installed on the server but not preloaded; continuing on plain PostgreSQL "
+                    "(no hypertables). To use it, add timescaledb to shared_preload_libraries and restart the server",
+                    extension_in_database=bool(installed))
+        return False
+    if installed:
+        return True
     try:
         await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except asyncpg.PostgresError as exc:
-        log.warning("TimescaleDB is available but could not be enabled", error=str(exc))
+        log.warning("TimescaleDB is available but could not be enabled; continuing on plain PostgreSQL",
+                    error=str(exc))
         return False
     return True
 
