@@ -26,10 +26,13 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# After the suite on the embedded PostgreSQL, the tests on the shared database fixture run again on TimescaleDB
+# (the project's image in a container) whenever a Docker engine answers.
 test: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+	$(BIN)/python -m tests.support.timescaledb $(BIN)/python -m pytest -p tests.support.external_pg tests/integration tests/e2e
 
 bench: venv
 	$(BIN)/python -m bench.run_all

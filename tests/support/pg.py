@@ -1,10 +1,17 @@
-"""A real PostgreSQL for the tests: one embedded cluster per test run, one fresh database per test."""
+"""A real PostgreSQL for the tests: one embedded cluster per test run (or an external server), one fresh database
+per test."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from tradingsystem.core.embedded import EmbeddedPostgres, bin_dir
 
@@ -36,6 +43,50 @@ class PgCluster:
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.pg.port}/{database}"
+
+
+# An admin URL (a role that may create databases) of a server the tests use instead of the embedded one:
+# the `make test` pass on TimescaleDB sets it.
+EXTERNAL_VARIABLE = "TRADINGSYSTEM_TEST_PG_ADMIN_URL"
+
+
+class PgServer(Protocol):
+    def create_database(self) -> str: ...
+    def drop_database(self, name: str) -> None: ...
+    def url(self, database: str) -> str: ...
+
+
+class ExternalServer:
+    """A PostgreSQL the tests did not start (e.g. TimescaleDB in a container): databases are made and dropped there."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+
+    def _admin(self, sql: str) -> None:
+        async def run() -> None:
+            conn = await asyncpg.connect(self.admin_url, timeout=10)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+
+    def create_database(self) -> str:
+        name = "t_" + uuid.uuid4().hex[:12]
+        self._admin(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def url(self, database: str) -> str:
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def external_admin_url() -> str | None:
+    return os.environ.get(EXTERNAL_VARIABLE) or None
 
 
 def pg_binary(tool: str) -> str:

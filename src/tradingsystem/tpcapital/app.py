@@ -39,6 +39,8 @@ class ApiSettings(BaseSettings):
     tp_capital_api_key: str | None = Field(None, validation_alias="TP_CAPITAL_API_KEY")
     # Where the gateway's control surface answers (history sync, bots, configured channels).
     gateway_url: str = Field("http://localhost:4006", validation_alias="GATEWAY_URL")
+    # TimescaleDB only: compress raw-message chunks older than this many days; 0 keeps them uncompressed.
+    messages_compress_after_days: int = Field(0, ge=0, validation_alias="MESSAGES_COMPRESS_AFTER_DAYS")
 
 
 class PerformanceGauges:
@@ -70,8 +72,12 @@ class PerformanceGauges:
 def build_app(dsn: str | None = None) -> FastAPI:
     """The TP Capital app; `dsn` overrides the database settings (the launcher and tests pass one)."""
     http = HttpSettings()
-    settings = ApiSettings()
     configure_logging("tp-capital-api", http.log_level)
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fatal(f"FATAL: invalid setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     if not (settings.gateway_secret_token or "").strip(" ,"):
         fatal("FATAL: GATEWAY_SECRET_TOKEN is required")
     if dsn is None:
@@ -92,11 +98,15 @@ def build_app(dsn: str | None = None) -> FastAPI:
     service = TpCapitalService(db, metrics, tokens, lifecycle_settings.rules())
     gauges = PerformanceGauges(service, lifecycle_settings.performance_metrics_interval_s)
 
+    async def on_ready() -> None:
+        await service.apply_message_compression(settings.messages_compress_after_days)
+        await gauges.start()
+
     lifecycle = DatabaseService(
         db, name="tp-capital-api", title="TP Capital API", schema="tp_capital", port=settings.api_port,
         gateway_tokens=[fingerprint(t.decode()) for t in tokens.tokens],
         api_key="set" if settings.tp_capital_api_key else "unset (loopback-only mutations)",
-        on_ready=gauges.start, on_stop=gauges.stop,
+        on_ready=on_ready, on_stop=gauges.stop,
     )
 
     # The first token is the one sent, as the gateway does towards the API.

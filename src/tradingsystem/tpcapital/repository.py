@@ -376,3 +376,42 @@ async def rebuild_derived(conn: asyncpg.Connection) -> int:
         "FROM (SELECT DISTINCT channel_id, asset FROM tp_capital.signal_events) AS g"
     )
     return int(keys["n"])
+
+
+# ---------------------------------------------------------------- TimescaleDB compression of raw messages
+
+
+async def messages_hypertable(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    """The hypertable row of tp_capital.messages (with `compression_enabled`), None when it is a plain table."""
+    return await conn.fetchrow(
+        "SELECT compression_enabled FROM timescaledb_information.hypertables "
+        "WHERE hypertable_schema = 'tp_capital' AND hypertable_name = 'messages'"
+    )
+
+
+async def messages_compression_policy(conn: asyncpg.Connection) -> str | None:
+    """`compress_after` of the compression policy on raw messages (e.g. '30 days'), None without one."""
+    return await conn.fetchval(
+        "SELECT config->>'compress_after' FROM timescaledb_information.jobs "
+        "WHERE proc_name = 'policy_compression' AND hypertable_schema = 'tp_capital' AND hypertable_name = 'messages'"
+    )
+
+
+async def enable_messages_compression(conn: asyncpg.Connection) -> None:
+    # Segments per channel, ordered by every column of the unique keys, so that a redelivery's ON CONFLICT check
+    # on a compressed chunk decompresses only the rows of that channel.
+    await conn.execute(
+        "ALTER TABLE tp_capital.messages SET (timescaledb.compress, timescaledb.compress_segmentby = 'channel_id', "
+        "timescaledb.compress_orderby = 'message_date DESC, message_id, kind, edit_key, id')"
+    )
+
+
+async def add_messages_compression_policy(conn: asyncpg.Connection, after_days: int) -> None:
+    await conn.execute(
+        "SELECT add_compression_policy('tp_capital.messages', compress_after => make_interval(days => $1))",
+        after_days,
+    )
+
+
+async def remove_messages_compression_policy(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT remove_compression_policy('tp_capital.messages', if_exists => true)")

@@ -14,6 +14,7 @@ import structlog
 
 from tradingsystem.core.db import Database
 from tradingsystem.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from tradingsystem.core.migrations import MIGRATION_LOCK_KEY, timescaledb_in_use
 from tradingsystem.core.timeutil import iso_ms_or_none, iso_us
 from tradingsystem.tpcapital import repository as repo
 from tradingsystem.tpcapital.metrics import TpCapitalMetrics
@@ -175,6 +176,38 @@ class TpCapitalService:
         self.tokens = tokens
         self.rules = rules or repo.StateRules(horizon_days=30, timezone="America/Sao_Paulo")
         self._timescaledb: bool | None = None
+
+    async def apply_message_compression(self, after_days: int) -> str:
+        """Make the compression policy on raw messages match MESSAGES_COMPRESS_AFTER_DAYS (0: no policy).
+
+        Returns what holds afterwards: `on`, `off` or `unavailable` (plain PostgreSQL). Replicas starting together
+        take the migration lock, so one of them changes the policy and the others find it in place.
+        """
+        wanted = f"{after_days} days" if after_days > 0 else None
+
+        async def apply(conn: asyncpg.Connection) -> str:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            if not await timescaledb_in_use(conn) or (hypertable := await repo.messages_hypertable(conn)) is None:
+                if wanted:
+                    log.warning("MESSAGES_COMPRESS_AFTER_DAYS is set but raw messages are not a TimescaleDB "
+                                "hypertable here; no compression", compress_after=wanted)
+                return "unavailable"
+            current = await repo.messages_compression_policy(conn)
+            if current == wanted:
+                return "on" if wanted else "off"
+            if current is not None:
+                await repo.remove_messages_compression_policy(conn)
+            if wanted is None:
+                log.info("Compression policy on raw messages removed (compressed chunks stay compressed)",
+                         was=current)
+                return "off"
+            if not hypertable["compression_enabled"]:
+                await repo.enable_messages_compression(conn)
+            await repo.add_messages_compression_policy(conn, after_days)
+            log.info("Compression policy on raw messages set", compress_after=wanted, was=current)
+            return "on"
+
+        return await self.db.run(apply, transaction=True)
 
     def authenticate(self, token: str | None) -> None:
         if not self.tokens.valid(token):
