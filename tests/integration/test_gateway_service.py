@@ -699,3 +699,25 @@ def test_every_file_the_service_writes_is_private_and_loose_ones_are_tightened(
         assert any(name.startswith("failure-queue.jsonl.corrupt-") for name in found)
         assert {n: m for n, m in found.items() if not n.startswith(".session")} == {
             n: 0o600 for n in found if not n.startswith(".session")}, found
+
+
+def test_import_into_a_read_only_data_directory_is_one_clear_error(tmp_path: Path, api: IngestStandIn,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith(("TELEGRAM_", "GATEWAY_", "API_", "FAILURE_QUEUE_")):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("API_ENDPOINT", api.ingest_url)
+    monkeypatch.setenv("GATEWAY_SECRET_TOKEN", api.token)
+    with TinyFilesystem(tmp_path / "ro", size_kib=1024) as fs:
+        monkeypatch.setenv("GATEWAY_DATA_DIR", str(fs.path / "data"))
+        fs.remount(read_only=True)
+        try:
+            result = CliRunner().invoke(gateway_app, ["import", str(SAMPLE_EXPORT)])
+        finally:
+            fs.remount(read_only=False)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert f"FATAL: GATEWAY_DATA_DIR {fs.path / 'data'} is not usable" in result.output
+    assert "Read-only file system" in result.output
+    assert api.distinct() == 0

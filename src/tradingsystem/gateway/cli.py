@@ -89,7 +89,11 @@ def queue_replay() -> None:
     if total == 0:
         console.print(f"Failure queue is empty ({queue.path}).")
         return
-    report = asyncio.run(_replay(settings, queue, total, console))
+    try:
+        report = asyncio.run(_replay(settings, queue, total, console))
+    except OSError as exc:
+        err_console.print(f"FATAL: the failure queue {queue.path} cannot be rewritten: {exc}")
+        raise typer.Exit(1) from exc
     console.print(f"delivered: {report.delivered}  remaining: {report.remaining}")
     corrupt = queue.corrupt_lines()
     if corrupt:
@@ -166,6 +170,7 @@ def import_file(
     from tradingsystem.core.logging import configure_logging
     from tradingsystem.gateway.export import ExportError
     from tradingsystem.gateway.importer import import_export
+    from tradingsystem.gateway.journal import JournalError
 
     console, err_console = _consoles()
     settings = _settings()
@@ -181,7 +186,7 @@ def import_file(
     except ExportError as exc:
         err_console.print(f"error: {exc}")
         raise typer.Exit(1) from exc
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, JournalError) as exc:
         err_console.print(f"FATAL: GATEWAY_DATA_DIR {settings.gateway_data_dir} is not usable: {exc}")
         raise typer.Exit(1) from exc
     console.print(f"delivered: {summary.delivered}  duplicate: {summary.duplicate}  "

@@ -24,7 +24,7 @@ from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.gateway.cursors import Cursors
 from tradingsystem.gateway.failure_queue import FailureQueue
 from tradingsystem.gateway.files import private_dir
-from tradingsystem.gateway.journal import Journal
+from tradingsystem.gateway.journal import Journal, JournalError
 from tradingsystem.gateway.metrics import GatewayMetrics
 from tradingsystem.gateway.publisher import IngestClient, Publisher, RetrySchedule
 from tradingsystem.gateway.settings import GatewaySettings
@@ -333,7 +333,7 @@ def build(settings: GatewaySettings | None = None) -> tuple[GatewaySettings, Fas
     service = GatewayService(settings)
     try:
         service.journal.open()  # before serving: a damaged journal is set aside and salvaged here
-    except (sqlite3.Error, OSError) as exc:
+    except (sqlite3.Error, OSError, JournalError) as exc:
         _fatal(f"GATEWAY_DATA_DIR {data_dir}: the journal {service.journal.path} cannot be opened: {exc}")
     return settings, create_gateway_app(service)
 
