@@ -70,7 +70,8 @@ def api_server(database_url: str, monkeypatch: pytest.MonkeyPatch, *, gateway_ur
                api_key: str | None = None) -> ThreadServer:
     from tradingsystem.tpcapital.app import build_app
 
-    monkeypatch.setenv("GATEWAY_SECRET_TOKEN", TOKEN)
+    # Mid-rotation: the API still lists the old token first, the gateway knows only the new one.
+    monkeypatch.setenv("GATEWAY_SECRET_TOKEN", f"old-rotated-token,{TOKEN}")
     monkeypatch.setenv("GATEWAY_URL", gateway_url or f"http://127.0.0.1:{free_port()}")
     if api_key:
         monkeypatch.setenv("TP_CAPITAL_API_KEY", api_key)
@@ -179,6 +180,9 @@ def test_signals_table_filters_rows_and_delete_by_ingested_at(database_url: str,
             assert missing.status_code == 404 and missing.json() == {"error": "Signal not found"}
             bad = client.request("DELETE", tp("/signals"), json={})
             assert bad.status_code == 400 and bad.json()["details"] == ["ingestedAt is required"]
+            for nonsense in (10**30, "9999-12-31T23:00:00-05:00", "yesterday", True, [1]):
+                refused = client.request("DELETE", tp("/signals"), json={"ingestedAt": nonsense})
+                assert refused.status_code == 400, nonsense
     finally:
         server.stop()
 

@@ -137,7 +137,7 @@ async def test_reparse_fixes_history_and_is_idempotent(api: httpx.Client, databa
         await conn.close()
 
 
-def test_schemathesis_finds_no_server_error(database_url: str, api_env: None,
+def test_schemathesis_finds_no_server_error(database_url: str, api_env: None, idle_gateway: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from tradingsystem.tpcapital.app import build_app
 

@@ -9,10 +9,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Scope
 
 from tradingsystem.core.errors import Forbidden, Unauthorized
 from tradingsystem.core.http import FastJSON
 from tradingsystem.core.timeutil import iso_ms, iso_ms_or_none
+from tradingsystem.gateway.settings import Network, parse_networks
+
+__all__ = ["ControlGuard", "control_router", "parse_networks"]
 
 if TYPE_CHECKING:
     from tradingsystem.gateway.service import GatewayService
@@ -20,12 +24,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 MAX_SYNC_LIMIT = 500
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(text: str) -> list[Network]:
-    """`GATEWAY_CONTROL_ALLOWED_CIDRS`: a comma list of addresses or CIDR blocks (raises ValueError on a bad one)."""
-    return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
 
 
 class ControlGuard:
@@ -34,6 +32,22 @@ class ControlGuard:
     def __init__(self, tokens: list[str], allowed: list[Network]) -> None:
         self._tokens = [t.encode() for t in tokens]
         self._allowed = allowed
+
+    def _valid(self, token: str | None) -> bool:
+        candidate = (token or "").encode()
+        ok = False
+        for expected in self._tokens:  # every token is compared, so timing does not say which one matched
+            ok |= hmac.compare_digest(candidate, expected)
+        return bool(token) and ok
+
+    def exempt(self, scope: Scope) -> bool:
+        """For the rate limiter: a control call that carries a valid token is not throttled."""
+        if not scope["path"].startswith("/control/"):
+            return False
+        for name, value in scope["headers"]:
+            if name == b"x-gateway-token":
+                return self._valid(value.decode("latin-1"))
+        return False
 
     def check(self, request: Request, token: str | None) -> None:
         host = request.client.host if request.client else ""
@@ -44,11 +58,7 @@ class ControlGuard:
         if address is None or not (address.is_loopback or any(address in net for net in self._allowed)):
             log.warning("Control call refused: address not allowed", client=host)
             raise Forbidden("The control surface accepts loopback clients and GATEWAY_CONTROL_ALLOWED_CIDRS only")
-        candidate = (token or "").encode()
-        ok = False
-        for expected in self._tokens:  # every token is compared, so timing does not say which one matched
-            ok |= hmac.compare_digest(candidate, expected)
-        if not token or not ok:
+        if not self._valid(token):
             log.warning("Control call refused: invalid or missing gateway token", client=host)
             raise Unauthorized("Invalid or missing authentication token")
 

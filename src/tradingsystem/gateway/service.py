@@ -286,8 +286,13 @@ def create_gateway_app(service: GatewayService) -> FastAPI:
         finally:
             await service.stop()
 
+    from tradingsystem.gateway.control import ControlGuard, control_router, parse_networks
+
+    guard = ControlGuard(service.settings.tokens, parse_networks(service.settings.gateway_control_allowed_cidrs))
     app = create_app(
         service=SERVICE_NAME,
+        # The API calls the control surface once per dashboard request, which the API itself rate-limits.
+        rate_limit_exempt=guard.exempt,
         title="Telegram Gateway",
         port=service.settings.gateway_port,
         http=HttpSettings(),
@@ -296,9 +301,6 @@ def create_gateway_app(service: GatewayService) -> FastAPI:
         lifespan=lifespan,
         description="Receives Telegram channel messages and delivers them to the TP Capital API.",
     )
-    from tradingsystem.gateway.control import ControlGuard, control_router, parse_networks
-
-    guard = ControlGuard(service.settings.tokens, parse_networks(service.settings.gateway_control_allowed_cidrs))
     app.include_router(control_router(service, guard))
     return app
 

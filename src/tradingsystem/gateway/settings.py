@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> list[Network]:
+    """`GATEWAY_CONTROL_ALLOWED_CIDRS`: a comma list of addresses or CIDR blocks (raises ValueError on a bad one)."""
+    return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
 
 
 class GatewaySettings(BaseSettings):
@@ -49,8 +57,6 @@ class GatewaySettings(BaseSettings):
     @field_validator("gateway_control_allowed_cidrs")
     @classmethod
     def _valid_cidrs(cls, value: str) -> str:
-        from tradingsystem.gateway.control import parse_networks
-
         parse_networks(value)  # a ValueError names the bad entry
         return value
 

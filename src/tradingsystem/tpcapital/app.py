@@ -109,8 +109,7 @@ def build_app(dsn: str | None = None) -> FastAPI:
         on_ready=on_ready, on_stop=gauges.stop,
     )
 
-    # The first token is the one sent, as the gateway does towards the API.
-    gateway = GatewayLink(settings.gateway_url, tokens.tokens[0].decode())
+    gateway = GatewayLink(settings.gateway_url, [t.decode() for t in tokens.tokens])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

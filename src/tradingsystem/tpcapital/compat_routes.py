@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import structlog
@@ -179,14 +179,19 @@ async def delete_signal_by_stamp(request: Request) -> FastJSON:
     stamp = body.get("ingestedAt") if isinstance(body, dict) else None
     if stamp is None or stamp == "":
         raise ValidationFailed(["ingestedAt is required"])
+    since = until = None
     if isinstance(stamp, int) and not isinstance(stamp, bool) and stamp > 0:
-        from datetime import UTC, datetime
-
-        since = datetime.fromtimestamp(stamp / 1000, tz=UTC)
-        until = since + timedelta(microseconds=999)
+        try:
+            since = datetime.fromtimestamp(stamp / 1000, tz=UTC)
+            until = since + timedelta(microseconds=999)
+        except (OverflowError, OSError, ValueError):
+            since = None
     elif isinstance(stamp, str) and (moment := parse_iso(stamp)) is not None:
-        since = until = moment
-    else:
+        try:
+            since = until = moment.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:00:00-05:00 is past the last representable moment
+            since = None
+    if since is None or until is None:
         raise ValidationFailed(["ingestedAt must be an ISO 8601 datetime or epoch milliseconds"])
     await _svc(request).delete_signal_stamped(since, until)
     log.info("Signal deleted by its ingest stamp", ingested_at=str(stamp))

@@ -50,21 +50,33 @@ class GatewayRefused(Exception):
 class GatewayLink:
     """An HTTP client for the gateway's `/control/*` routes, authenticated with the shared gateway token."""
 
-    def __init__(self, base_url: str, token: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, base_url: str, tokens: list[str], transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if not tokens:
+            raise ValueError("a gateway token is required")
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(base_url=self.base_url, headers={"X-Gateway-Token": token},
-                                         timeout=STATUS_TIMEOUT_S, transport=transport)
+        # While a token is rotated the two sides may hold different lists: each token is tried in turn
+        # until the gateway accepts one, which is then used first.
+        self._tokens = list(tokens)
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=STATUS_TIMEOUT_S, transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _call(self, method: str, path: str, wait_s: float = STATUS_TIMEOUT_S,
                     json: Any = None) -> tuple[int, dict[str, Any]]:
-        try:
-            response = await self._client.request(method, path, json=json, timeout=wait_s)
-        except httpx.HTTPError as exc:
-            log.warning("Telegram Gateway unreachable", url=self.base_url + path, error=str(exc) or type(exc).__name__)
-            raise GatewayUnreachable(str(exc) or type(exc).__name__) from exc
+        for attempt, token in enumerate(list(self._tokens)):
+            try:
+                response = await self._client.request(method, path, json=json, timeout=wait_s,
+                                                      headers={"X-Gateway-Token": token})
+            except httpx.HTTPError as exc:
+                log.warning("Telegram Gateway unreachable", url=self.base_url + path,
+                            error=str(exc) or type(exc).__name__)
+                raise GatewayUnreachable(str(exc) or type(exc).__name__) from exc
+            if response.status_code != 401 or attempt == len(self._tokens) - 1:
+                break
+        if response.status_code != 401 and token != self._tokens[0]:
+            self._tokens.remove(token)
+            self._tokens.insert(0, token)
         try:
             body = response.json()
         except ValueError:
