@@ -1,6 +1,7 @@
 -- Linking looks at the 50 most recent signals of the asset before an update, not at every signal the channel
 -- ever sent for it: an update never names a trade older than that, and the cost of linking one update stays
--- bounded however long the channel's history grows (a busy ticker collects thousands of signals).
+-- bounded however long the channel's history grows (a busy ticker collects thousands of signals). Events and
+-- touched groups are derived without self-joins of a batch, which the planner cannot size.
 
 -- Link every event of the given (channel, asset) groups dated at or after the group's date to the trade it names
 -- (docs/parser.md, "Linking updates to signals"). Events are taken in Telegram order, so each one sees the links
@@ -92,3 +93,86 @@ $$;
 -- The links of this deployment's history under the rule above.
 SELECT tp_capital.relink(array_agg(channel_id), array_agg(asset), array_agg(NULL::timestamptz))
   FROM (SELECT DISTINCT channel_id, asset FROM tp_capital.signal_events) AS g;
+
+-- The same events as 0006's version, with one aggregate per message instead of a join of two: a batch of 1,000
+-- messages no longer compares every update with every other message of the batch.
+CREATE OR REPLACE FUNCTION tp_capital.refresh_events(p_channel_id text[], p_message_id bigint[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    WITH keys AS (
+        SELECT DISTINCT channel_id, message_id FROM unnest(p_channel_id, p_message_id) AS k(channel_id, message_id)
+    ),
+    versions AS (
+        SELECT m.* FROM tp_capital.messages m JOIN keys USING (channel_id, message_id)
+    ),
+    -- Everything about a message's latest version in one pass, so that no step joins the batch with itself.
+    per_key AS (
+        SELECT channel_id, message_id,
+               coalesce(bool_or(kind = 'delete'), false) AS deleted,
+               (array_agg(reply_to_message_id ORDER BY edit_key DESC)
+                    FILTER (WHERE reply_to_message_id IS NOT NULL))[1] AS reply_to,
+               (array_agg(parsed ORDER BY edit_key DESC, id DESC) FILTER (WHERE kind <> 'delete'))[1] AS parsed,
+               (array_agg(edit_key ORDER BY edit_key DESC, id DESC) FILTER (WHERE kind <> 'delete'))[1] AS edit_key,
+               (array_agg(message_date ORDER BY edit_key DESC, id DESC) FILTER (WHERE kind <> 'delete'))[1]
+                   AS message_date,
+               (array_agg(text ORDER BY edit_key DESC, id DESC) FILTER (WHERE kind <> 'delete'))[1] AS text
+          FROM versions GROUP BY channel_id, message_id
+    ),
+    wanted AS (
+        SELECT * FROM per_key WHERE NOT deleted AND parsed ->> 'kind' = 'update'
+    ),
+    removed AS (
+        DELETE FROM tp_capital.signal_events e USING per_key p
+         WHERE e.channel_id = p.channel_id AND e.message_id = p.message_id
+           AND (p.deleted OR p.parsed IS NULL OR p.parsed ->> 'kind' <> 'update' OR p.message_date <> e.message_date)
+        RETURNING e.id
+    )
+    INSERT INTO tp_capital.signal_events AS e (channel_id, message_id, edit_key, message_date, asset, event, target,
+                                               gain_pct, price, reply_to_message_id, raw_message)
+    SELECT w.channel_id, w.message_id, w.edit_key, w.message_date, w.parsed ->> 'asset', w.parsed ->> 'event',
+           (w.parsed ->> 'target')::integer, (w.parsed ->> 'gain_pct')::numeric, (w.parsed ->> 'price')::numeric,
+           w.reply_to, w.text
+      FROM wanted w
+    ON CONFLICT ON CONSTRAINT signal_events_key DO UPDATE SET
+        edit_key = EXCLUDED.edit_key, asset = EXCLUDED.asset, event = EXCLUDED.event, target = EXCLUDED.target,
+        gain_pct = EXCLUDED.gain_pct, price = EXCLUDED.price, reply_to_message_id = EXCLUDED.reply_to_message_id,
+        raw_message = EXCLUDED.raw_message, updated_at = now()
+     WHERE (e.edit_key, e.asset, e.event, e.target, e.gain_pct, e.price, e.reply_to_message_id, e.raw_message)
+           IS DISTINCT FROM (EXCLUDED.edit_key, EXCLUDED.asset, EXCLUDED.event, EXCLUDED.target, EXCLUDED.gain_pct,
+                             EXCLUDED.price, EXCLUDED.reply_to_message_id, EXCLUDED.raw_message);
+END
+$$;
+
+-- As in 0006, with the touched (channel, asset) groups found by semi-joins on the delivered keys, which the planner
+-- sizes from the arrays, instead of joins with a materialised list it cannot size.
+CREATE OR REPLACE FUNCTION tp_capital.apply_messages(p_channel_id text[], p_message_id bigint[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_channels text[];
+    v_assets   text[];
+    v_dates    timestamptz[];
+BEGIN
+    -- Old assets too: an edit that changes a signal's asset re-links both groups.
+    SELECT array_agg(channel_id), array_agg(asset), array_agg(from_date) INTO v_channels, v_assets, v_dates
+      FROM (SELECT channel_id, asset, min(message_date) AS from_date
+              FROM (SELECT m.channel_id, m.parsed ->> 'asset' AS asset, m.message_date FROM tp_capital.messages m
+                     WHERE (m.channel_id, m.message_id) IN (SELECT * FROM unnest(p_channel_id, p_message_id))
+                    UNION ALL
+                    SELECT s.channel_id, s.asset, s.message_date FROM tp_capital.signals s
+                     WHERE (s.channel_id, s.message_id) IN (SELECT * FROM unnest(p_channel_id, p_message_id))
+                    UNION ALL
+                    SELECT e.channel_id, e.asset, e.message_date FROM tp_capital.signal_events e
+                     WHERE (e.channel_id, e.message_id) IN (SELECT * FROM unnest(p_channel_id, p_message_id))
+                   ) AS touched
+             WHERE asset IS NOT NULL
+             GROUP BY channel_id, asset) AS groups;
+
+    PERFORM tp_capital.refresh_signals(p_channel_id, p_message_id);
+    PERFORM tp_capital.refresh_events(p_channel_id, p_message_id);
+    IF v_channels IS NOT NULL THEN
+        PERFORM tp_capital.relink(v_channels, v_assets, v_dates);
+    END IF;
+END
+$$;
