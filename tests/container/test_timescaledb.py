@@ -17,7 +17,8 @@ from tests.support.timescaledb import TimescaleContainer, ensure_image
 
 from tradingsystem.core.embedded import free_port
 
-pytestmark = pytest.mark.container
+# Generous: a cold machine builds the images inside the first fixture that needs them (minutes, not a hang).
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
 
 TOKEN = "timescale-test-token-0123456789"
 CHANNEL = "-1001649127710"
