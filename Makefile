@@ -26,11 +26,15 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# The container suite (marker `container`) runs whenever a Docker engine answers; docker-engine.sh installs and
+# starts one where it can (Debian, root). With TRADINGSYSTEM_REQUIRE_CONTAINERS=1 (CI) a missing engine fails.
 # After the suite on the embedded PostgreSQL, the tests on the shared database fixture run again on TimescaleDB
 # (the project's image in a container) whenever a Docker engine answers.
 test: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	@tools/ci/docker-engine.sh || [ "$${TRADINGSYSTEM_REQUIRE_CONTAINERS:-0}" != 1 ] || { echo "make test:" \
+	  "TRADINGSYSTEM_REQUIRE_CONTAINERS=1 but no Docker engine could be started (see above)" >&2; exit 1; }
 	$(BIN)/pytest
 	$(BIN)/python -m tests.support.timescaledb $(BIN)/python -m pytest -p tests.support.external_pg tests/integration tests/e2e
 

@@ -34,3 +34,31 @@ def database_url(pg_cluster: PgServer) -> Iterator[str]:
     name = pg_cluster.create_database()
     yield pg_cluster.url(name)
     pg_cluster.drop_database(name)
+
+
+CONTAINER_SUITE = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The `container` tests run whenever a Docker engine answers; without one they are deselected (one line
+    says so), unless TRADINGSYSTEM_REQUIRE_CONTAINERS=1 (CI), where they stay selected and fail."""
+    from tests.support.compose import REQUIRE_VARIABLE, engine_problem, required
+
+    selected = [item for item in items if item.get_closest_marker("container")]
+    if not selected or required():
+        return
+    problem = engine_problem()
+    if problem is None:
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("container")]
+    config.hook.pytest_deselected(items=selected)
+    config.stash[CONTAINER_SUITE] = (
+        f"container suite not run ({len(selected)} tests deselected): {problem}; start an engine "
+        f"(`sudo tools/ci/docker-engine.sh` on Debian) or set {REQUIRE_VARIABLE}=1 to make its absence a failure"
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    message = config.stash.get(CONTAINER_SUITE, None)
+    if message:
+        terminalreporter.write_line(message, yellow=True, bold=True)

@@ -6,7 +6,10 @@
 # BASE_IMAGE chooses the base (deploy/Dockerfile's build argument). Unset: the public python:3.12-slim when it is
 # present or can be pulled, otherwise the local Debian base of tools/ci/base-image.sh (built when missing), for
 # machines that reach no image registry. Docker's layer cache is kept, so an unchanged tree rebuilds in seconds.
-# The last line printed is `BASE_IMAGE=<the base used>`.
+#
+# The database: TIMESCALEDB_IMAGE when set; else the compose file's public default when present or pullable; else
+# the TimescaleDB image tools/ci/timescaledb-image.sh builds from the vendored source (kept while its inputs do not
+# change). Printed on stdout, one `NAME=value` a line: BASE_IMAGE and, when not the compose default, TIMESCALEDB_IMAGE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -44,3 +47,19 @@ for spec in api:tp-capital-api workspace:workspace dev:dev; do
   log "built $image FROM $base in $(( $(date +%s) - start )) s"
 done
 echo "BASE_IMAGE=$base"
+
+database=${TIMESCALEDB_IMAGE:-}
+if [ -z "$database" ]; then
+  default=$(sed -n 's/.*image: \${TIMESCALEDB_IMAGE:-\([^}]*\)}.*/\1/p' tools/compose/docker-compose.database.yml)
+  if [ -n "$default" ] && { docker image inspect "$default" >/dev/null 2>&1 || docker pull -q "$default" >/dev/null 2>&1; }; then
+    log "database image $default"
+  elif [ -x tools/ci/timescaledb-image.sh ]; then
+    database=tradingsystem-ci/timescaledb:${default##*:}
+    log "${default:-the public TimescaleDB image} cannot be pulled here: building $database from source"
+    tools/ci/timescaledb-image.sh "$database"
+  else
+    log "no TimescaleDB image: ${default:-the compose default} cannot be pulled and tools/ci/timescaledb-image.sh is missing"
+    exit 1
+  fi
+fi
+[ -z "$database" ] || echo "TIMESCALEDB_IMAGE=$database"

@@ -1,0 +1,55 @@
+"""Fixtures of the container suite: the engine (required in CI), the images built once, isolated stacks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.compose import (
+    GATEWAY_SECRETS,
+    REQUIRE_VARIABLE,
+    ComposeStack,
+    build_images,
+    engine_problem,
+)
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    problem = engine_problem()
+    if problem is not None:
+        pytest.fail(f"the container suite is required ({REQUIRE_VARIABLE}=1) but cannot run: {problem}. "
+                    "tools/ci/docker-engine.sh installs and starts an engine on Debian as root.", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def images(engine: None) -> dict[str, str]:
+    """The project's images, built once per run by tools/ci/images.sh; `NAME=value` settings for compose."""
+    values = build_images()
+    # A database image chosen by the caller (TIMESCALEDB_IMAGE) wins over what the script built.
+    if os.environ.get("TIMESCALEDB_IMAGE"):
+        values["TIMESCALEDB_IMAGE"] = os.environ["TIMESCALEDB_IMAGE"]
+    return values
+
+
+@pytest.fixture(scope="module")
+def stack(images: dict[str, str]) -> Iterator[ComposeStack]:
+    """Both compose files up, the way an operator starts them, under a unique name; torn down with its volume."""
+    instance = ComposeStack.create(images, **{key: f"must-not-leak-{key.lower()}" for key in GATEWAY_SECRETS})
+    try:
+        instance.up()
+        instance.wait_healthy()
+        yield instance
+    finally:
+        instance.destroy()
+
+
+@pytest.fixture
+def gateway_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ts-container-gw-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
