@@ -22,10 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_compose_brings_the_database_up_before_the_apps() -> None:
-    steps = compose_steps("/usr/bin/docker", REPO)
+    steps = compose_steps("/usr/bin/docker", REPO, timeout_s=240)
+    # --wait: each file is done when docker's own health status says healthy, so the apps never start
+    # against a database that is still initialising.
+    wait = ["--wait", "--wait-timeout", "240"]
     assert [step.argv for step in steps] == [
-        ["/usr/bin/docker", "compose", "-f", str(REPO / DATABASE_COMPOSE), "up", "-d"],
-        ["/usr/bin/docker", "compose", "-f", str(REPO / APPS_COMPOSE), "up", "-d"],
+        ["/usr/bin/docker", "compose", "-f", str(REPO / DATABASE_COMPOSE), "up", "-d", *wait],
+        ["/usr/bin/docker", "compose", "-f", str(REPO / APPS_COMPOSE), "up", "-d", *wait],
     ]
     assert all(Path(step.argv[3]).exists() for step in steps)
 
@@ -97,7 +100,7 @@ def test_a_failing_compose_stops_up_with_its_message(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "timescaledb" in result.stdout and "TIMESCALEDB_PASSWORD is missing a value" in result.stdout
     # It stopped at the database: the apps file was never run.
-    assert calls.read_text().splitlines() == [f"compose -f {REPO / DATABASE_COMPOSE} up -d"]
+    assert calls.read_text().splitlines() == [f"compose -f {REPO / DATABASE_COMPOSE} up -d --wait --wait-timeout 180"]
     # The generated token is private to the var directory and never printed.
     token = (tmp_path / "var" / "secrets.env").read_text().split("GATEWAY_SECRET_TOKEN=")[1].strip()
     assert token not in result.stdout

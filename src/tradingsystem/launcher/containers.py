@@ -44,16 +44,19 @@ class Step:
     argv: list[str]
 
 
-def compose_steps(docker: str, root: Path, action: str = "up") -> list[Step]:
+def compose_steps(docker: str, root: Path, action: str = "up", timeout_s: float = CONTAINER_TIMEOUT_S) -> list[Step]:
     """The compose commands, database first on the way up (it creates the network the apps join),
-    apps first on the way down."""
+    apps first on the way down. `up` waits for docker's own health status (`--wait`): the apps start
+    once the database is healthy, and `up` is done when docker, too, calls the containers healthy."""
     database = str(root / DATABASE_COMPOSE)
     apps = str(root / APPS_COMPOSE)
     if action == "up":
+        wait = ["--wait", "--wait-timeout", str(int(timeout_s))]
         return [
-            Step("timescaledb", "database container (compose)", [docker, "compose", "-f", database, "up", "-d"]),
+            Step("timescaledb", "database container (compose)",
+                 [docker, "compose", "-f", database, "up", "-d", *wait]),
             Step("apps", "TP Capital API and Workspace containers (compose)",
-                 [docker, "compose", "-f", apps, "up", "-d"]),
+                 [docker, "compose", "-f", apps, "up", "-d", *wait]),
         ]
     return [
         Step("apps", "TP Capital API and Workspace containers (compose)", [docker, "compose", "-f", apps, "down"]),
@@ -131,10 +134,10 @@ def up_containers_command(timeout_s: float = CONTAINER_TIMEOUT_S) -> int:
     settings = plan.settings
     systemctl = shutil.which("systemctl")
     try:
-        for step in compose_steps(docker, workdir):
+        for step in compose_steps(docker, workdir, timeout_s=timeout_s):
             started = time.monotonic()
             run_step(step, env, workdir)
-            reporter.ok(step.component, f"{step.description} up ({time.monotonic() - started:.1f} s)")
+            reporter.ok(step.component, f"{step.description} healthy ({time.monotonic() - started:.1f} s)")
         for program in (_container_program("workspace", settings), _container_program("api", settings)):
             answer = wait_service(None, program, timeout_s)
             reporter.ok(program.name, f"container {describe_health(program, answer)}")
