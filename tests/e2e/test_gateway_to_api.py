@@ -61,9 +61,10 @@ def test_import_delivers_once_and_reports(api: ThreadServer, tmp_path: Path) -> 
 
 
 def test_import_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    # The CLI's error box wraps at the terminal width: a long temporary path could split the words checked.
     result = subprocess.run(tradingsystem_argv("gateway", "import", str(tmp_path / "nope.json")),
-                            env={"PATH": "/usr/bin:/bin", "GATEWAY_SECRET_TOKEN": TOKEN}, capture_output=True,
-                            text=True, timeout=60)
+                            env={"PATH": "/usr/bin:/bin", "GATEWAY_SECRET_TOKEN": TOKEN, "COLUMNS": "1000"},
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "does not exist" in result.stdout + result.stderr
 
 
