@@ -63,9 +63,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--edits", type=int, default=3)
+    parser.add_argument("--no-build", action="store_true",
+                        help="use the images already built (IMAGE_TAG, TIMESCALEDB_IMAGE), not tools/ci/images.sh")
     args = parser.parse_args()
     machine = machine_info()
-    images = build_images()
+    images = {} if args.no_build else build_images()
     if os.environ.get("TIMESCALEDB_IMAGE"):
         images["TIMESCALEDB_IMAGE"] = os.environ["TIMESCALEDB_IMAGE"]
     runs: list[dict[str, float]] = []
