@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,3 +54,23 @@ def gateway_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ts-container-gw-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "tradingsystem-ci/debian-base:bookworm"
+
+
+@pytest.fixture(scope="session")
+def docker_engine(engine: None) -> str:
+    """The client for image builds: Debian's has the classic builder (the newer one on PATH lacks buildx)."""
+    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else shutil.which("docker") or "docker"
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: None) -> str:
+    """The local Debian base image (tools/ci/base-image.sh keeps one that exists) the systemd machine starts from."""
+    result = subprocess.run([str(REPO / "tools/ci/base-image.sh"), BASE_IMAGE], capture_output=True, text=True,
+                            check=False)
+    if result.returncode != 0:
+        pytest.fail(f"cannot build {BASE_IMAGE}: {result.stderr.strip() or result.stdout.strip()}")
+    return BASE_IMAGE

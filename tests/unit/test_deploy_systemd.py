@@ -33,7 +33,7 @@ from tradingsystem.gateway.systemd_unit import (
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_FILE = ROOT / "deploy" / "systemd" / "tp-capital-gateway.service"
 SECURITY_REPORT = ROOT / "bench" / "results" / "systemd-security.txt"
-EXPOSURE_GOAL = 3.0
+EXPOSURE_GOAL = 2.0
 MISSING_USER = "tpgw-absent-user"
 
 

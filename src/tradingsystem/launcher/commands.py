@@ -39,6 +39,7 @@ from tradingsystem.launcher.plan import (
     token_fingerprint,
 )
 from tradingsystem.launcher.supervisor import FAILED_STATES, ProcessInfo, Supervisor, SupervisorError
+from tradingsystem.launcher.systemd import GATEWAY_UNIT, UnitControlError, UnitState, control_unit, gateway_unit
 
 LOG_TAIL_LINES = 20
 POLL_S = 0.1
@@ -296,6 +297,9 @@ def up_local(plan: Plan, reporter: Reporter, timeout_s: float, only: set[str] | 
         raise UpFailed("ports", "; ".join(problems) + ". Free the port or set another one "
                        "(WORKSPACE_PORT, API_PORT, GATEWAY_PORT, EMBEDDED_PG_PORT); nothing was stopped.")
     if not sup.alive():
+        if plan.embedded_db is not None and plan.embedded_db.run_as:
+            # supervisord refuses a configuration that names a user this machine does not have yet.
+            plan.embedded_db.ensure_system_user()
         write_config(plan.paths, render_config(plan))
         started = time.monotonic()
         try:
@@ -351,6 +355,28 @@ def up_local(plan: Plan, reporter: Reporter, timeout_s: float, only: set[str] | 
     return changed or bool(names_to_start)
 
 
+def up_gateway_unit(unit: UnitState, program: Program, reporter: Reporter, timeout_s: float) -> bool:
+    """The installed systemd unit runs the gateway: start it unless it runs, wait for its `/health`.
+    Returns whether it had to be started."""
+    started = time.monotonic()
+    if not unit.running:
+        try:
+            control_unit(unit, "start")
+        except UnitControlError as exc:
+            raise UpFailed("gateway", f"{exc}; see `journalctl -u {GATEWAY_UNIT}`") from exc
+    try:
+        answer = wait_service(None, program, timeout_s)
+    except UpFailed as exc:
+        raise UpFailed("gateway", f"{exc.reason}; see `journalctl -u {GATEWAY_UNIT}`") from exc
+    now = gateway_unit(unit.systemctl) or unit
+    if unit.running:
+        reporter.ok("gateway", f"{now.describe()}, already running: {describe_health(program, answer)}")
+    else:
+        reporter.ok("gateway", f"{now.describe()}, started: {describe_health(program, answer)} "
+                    f"({time.monotonic() - started:.1f} s)")
+    return not unit.running
+
+
 def configured_dsn() -> str:
     try:
         return DatabaseSettings().dsn()
@@ -358,7 +384,7 @@ def configured_dsn() -> str:
         raise UpFailed("database", str(exc)) from exc
 
 
-def print_urls(plan: Plan, console: Console) -> None:
+def print_urls(plan: Plan, console: Console, gateway_by_unit: bool = False) -> None:
     console.print()
     programs = plan.programs
     if "workspace" in programs:
@@ -371,7 +397,10 @@ def print_urls(plan: Plan, console: Console) -> None:
         console.print(f"  Database         {plan.database_url} (embedded, data in {plan.embedded_db.data_dir})")
     else:
         console.print("  Database         the configured one (DATABASE_URL / TIMESCALEDB_*)")
-    if plan.demo_replay:
+    if gateway_by_unit:
+        console.print(f"\n  The gateway runs as the systemd unit {GATEWAY_UNIT}: its settings are in the unit's "
+                      f"environment file, its log in `journalctl -u {GATEWAY_UNIT}`.")
+    elif plan.demo_replay:
         console.print("\n  No Telegram account or bot is configured: the gateway replays the bundled sample "
                       f"channel, so signals appear at {programs['api'].url}/signals within seconds.")
     console.print("\n  Logs: tradingsystem logs \\[service] -f    Health: tradingsystem health    "
@@ -400,11 +429,17 @@ def up_command(timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
     except (OSError, ValueError) as exc:
         reporter.fail("configuration", str(exc))
         return 1
+    # An installed gateway unit replaces the local gateway process (never both: they share the port).
+    unit = gateway_unit()
+    only = None if unit is None else set(plan.programs) - {"gateway"}
     try:
-        changed = up_local(plan, reporter, timeout_s)
+        changed = up_local(plan, reporter, timeout_s, only=only)
+        if unit is not None:
+            changed = up_gateway_unit(unit, plan.programs["gateway"], reporter, timeout_s) or changed
     except UpFailed as exc:
         reporter.fail(exc.component, exc.reason, exc.log_file)
-        stop_failed(plan, exc.component)
+        if unit is None or exc.component != "gateway":  # systemd, not supervisord, restarts the unit
+            stop_failed(plan, exc.component)
         if Supervisor(plan.paths).alive():
             console.print("\nWhat did start is still running: `tradingsystem status`, `tradingsystem down`.")
         return 1
@@ -418,7 +453,7 @@ def up_command(timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
         console.print(f"\nAll services are up ({time.monotonic() - started:.1f} s).")
     else:
         console.print("\nNothing to do: everything was already running; nothing changed.")
-    print_urls(plan, console)
+    print_urls(plan, console, gateway_by_unit=unit is not None)
     return 0
 
 
@@ -488,8 +523,20 @@ def wait_ports_free(ports: dict[str, int], timeout_s: float = 15) -> dict[str, i
 def down_command() -> int:
     console = make_console()
     reporter = Reporter(console)
+    anything = False
+    unit = gateway_unit()
+    if unit is not None and unit.active_state not in ("inactive", "failed"):
+        started = time.monotonic()
+        try:
+            control_unit(unit, "stop")
+        except UnitControlError as exc:
+            reporter.fail("gateway", str(exc))
+            return 1
+        pid = f"was pid {unit.main_pid}, " if unit.main_pid else ""
+        reporter.ok("gateway", f"systemd unit {GATEWAY_UNIT} stopped ({pid}{time.monotonic() - started:.1f} s)")
+        anything = True
     try:
-        anything = down_local(reporter)
+        anything = down_local(reporter) or anything
     except SupervisorError as exc:
         reporter.fail("supervisord", str(exc))
         return 1
@@ -551,8 +598,18 @@ def status_data() -> dict[str, Any]:
     exits = unexpected_exits(where.supervisord_log)
     order = {name: index for index, name in enumerate(reversed(STOP_ORDER))}
     programs = []
+    unit = gateway_unit()
     for name, info in sorted(sup.processes().items(), key=lambda item: order.get(item[0], 99)):
         count, reason = exits.get(name, (0, ""))
+        if name == "gateway" and unit is not None:
+            # The installed unit runs the gateway, not this supervisord: report what systemd says.
+            programs.append({
+                "name": name, "state": "RUNNING" if unit.active_state == "active" else unit.active_state.upper(),
+                "pid": unit.main_pid or None, "uptime": None, "port": ports.get(name),
+                "unexpectedExits": unit.restarts, "lastExit": None, "log": f"journalctl -u {GATEWAY_UNIT}",
+                "manager": unit.describe(),
+            })
+            continue
         programs.append({
             "name": name,
             "state": info.state,

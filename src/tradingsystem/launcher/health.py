@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from tradingsystem.core.dbcli import embedded
 from tradingsystem.core.settings import ConfigError, DatabaseSettings
 from tradingsystem.launcher.plan import LauncherSettings
+from tradingsystem.launcher.systemd import GATEWAY_UNIT, UnitState, gateway_unit
 
 Level = Literal["healthy", "degraded", "critical"]
 LEVEL_CODE: dict[str, int] = {"healthy": 0, "degraded": 1, "critical": 2}
@@ -34,6 +35,7 @@ class Component:
     answered: bool
     duration_s: float
     body: dict[str, Any] | None = None
+    manager: str | None = None  # what runs it, when that is not the launcher (the gateway's systemd unit)
 
 
 @dataclass
@@ -205,7 +207,18 @@ async def collect(settings: LauncherSettings | None = None) -> Report:
                       "signals are neither stored nor served and the gateway holds messages in its journal"),
             check_gateway(client, settings.gateway_port, settings.failure_queue_warn_bytes),
         )
+    unit = await asyncio.to_thread(gateway_unit)
+    if unit is not None:
+        with_unit(components[-1], unit)
     return Report(list(components))
+
+
+def with_unit(component: Component, unit: UnitState) -> None:
+    """The gateway runs as the installed systemd unit: say so, and where to look when it is down."""
+    component.manager = unit.describe()
+    component.detail += f"; {unit.describe()}"
+    if not component.answered and not unit.running:
+        component.detail += f": `systemctl status {GATEWAY_UNIT}`, `journalctl -u {GATEWAY_UNIT}`"
 
 
 def render_text(report: Report) -> str:
