@@ -300,7 +300,7 @@ def test_start_script_brings_the_apis_up_and_uses_the_running_unit(machine: Mach
     pid = int(machine.show("MainPID")["MainPID"])
     # The local stack shares the token with the unit's gateway through the project's .env (owner only).
     machine.write("/opt/tradingsystem/.env", f"GATEWAY_SECRET_TOKEN={GATEWAY_TOKEN}\n")
-    result = machine.sh("/opt/tradingsystem/scripts/universal/start.sh", timeout=400)
+    result = machine.sh("/opt/tradingsystem/scripts/universal/start.sh --timeout 180", timeout=600)
     assert f"systemd unit {UNIT} active" in result.stdout and "already running" in result.stdout, result.stdout
     assert "journalctl -u" in result.stdout, result.stdout
     assert int(machine.show("MainPID")["MainPID"]) == pid  # used, not restarted
@@ -456,7 +456,7 @@ def test_health_check_and_stop_scripts_use_the_unit(machine: Machine) -> None:
     assert down.returncode == 2, down.stdout
     assert f"systemd unit {UNIT} inactive" in down.stdout and f"journalctl -u {UNIT}" in down.stdout, down.stdout
 
-    again = machine.sh(f"{scripts}/universal/start.sh", timeout=400)
+    again = machine.sh(f"{scripts}/universal/start.sh --timeout 180", timeout=600)
     assert f"systemd unit {UNIT} active" in again.stdout and ", started:" in again.stdout, again.stdout
     assert machine.gateway_pids() == [int(machine.show("MainPID")["MainPID"])]
     machine.sh(f"{scripts}/universal/stop.sh", timeout=200)
