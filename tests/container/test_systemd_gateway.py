@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from tests.container.conftest import REPO
 from tradingsystem.gateway.systemd_unit import render_unit
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1200)]
+
+REPO = Path(__file__).resolve().parents[2]
 
 IMAGE = "tradingsystem-ci/systemd-gateway:test"
 DOCKERFILE = REPO / "tests/container/systemd.Dockerfile"
@@ -43,7 +44,7 @@ SESSION_FILE = f"{SESSION_DIR}/telegram-gateway.session"
 REPLAY_FILE = "/srv/tp-capital-replay/burst.json"
 STANDIN_DIR = "/opt/tradingsystem-test"
 STANDIN_FILES = ("tests/__init__.py", "tests/support/__init__.py", "tests/support/fake_bot_api.py",
-                 "tests/container/__init__.py", "tests/container/bot_standin.py")
+                 "tests/container/bot_standin.py")
 BOT_PORT = 8081
 BURST = 400
 BURST_INTERVAL_MS = 25

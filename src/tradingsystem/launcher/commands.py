@@ -297,9 +297,6 @@ def up_local(plan: Plan, reporter: Reporter, timeout_s: float, only: set[str] | 
         raise UpFailed("ports", "; ".join(problems) + ". Free the port or set another one "
                        "(WORKSPACE_PORT, API_PORT, GATEWAY_PORT, EMBEDDED_PG_PORT); nothing was stopped.")
     if not sup.alive():
-        if plan.embedded_db is not None and plan.embedded_db.run_as:
-            # supervisord refuses a configuration that names a user this machine does not have yet.
-            plan.embedded_db.ensure_system_user()
         write_config(plan.paths, render_config(plan))
         started = time.monotonic()
         try:
