@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: venv up down status test lint bench clean
+.PHONY: venv prereqs up down status test lint bench bench-record clean
 
 $(BIN)/tradingsystem: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,11 +26,15 @@ lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# What the tests need beyond Python (promtool, systemd-analyze): installed, or named with its install command.
+prereqs:
+	PYTHON=$(PYTHON) VENV=$(VENV) bash tools/ci/prereqs.sh
+
 # The container suite (marker `container`) runs whenever a Docker engine answers; docker-engine.sh installs and
 # starts one where it can (Debian, root). With TRADINGSYSTEM_REQUIRE_CONTAINERS=1 (CI) a missing engine fails.
 # After the suite on the embedded PostgreSQL, the tests on the shared database fixture run again on TimescaleDB
 # (the project's image in a container) whenever a Docker engine answers.
-test: venv
+test: prereqs venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	@tools/ci/docker-engine.sh || [ "$${TRADINGSYSTEM_REQUIRE_CONTAINERS:-0}" != 1 ] || { echo "make test:" \
@@ -38,8 +42,12 @@ test: venv
 	$(BIN)/pytest
 	$(BIN)/python -m tests.support.timescaledb $(BIN)/python -m pytest -p tests.support.external_pg tests/integration tests/e2e
 
+# Every benchmark in a short mode, into var/bench/<date>/; only bench-record rewrites bench/results/.
 bench: venv
 	$(BIN)/python -m bench.run_all
+
+bench-record: venv
+	$(BIN)/python -m bench.run_all --record
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -61,6 +61,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.common import (
+    RESULTS,
     ROOT,
     Service,
     can_pin,
@@ -849,7 +850,7 @@ def main() -> None:
     parser.add_argument("--max-wait", type=float, default=420.0,
                         help="seconds each phase waits for other benchmarks to finish")
     parser.add_argument("--no-profile", action="store_true", help="skip the extra passes under py-spy")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "gateway.json")
+    parser.add_argument("--output", type=Path, default=RESULTS / "gateway.json")
     args = parser.parse_args()
     profile = not args.no_profile and py_spy() is not None
 

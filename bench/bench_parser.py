@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+from bench.common import RESULTS, ROOT
 from tradingsystem.tpcapital.parser import parse_message
 
-ROOT = Path(__file__).resolve().parents[1]
 CASES_FILE = ROOT / "tests" / "data" / "signal_cases.jsonl"
-RESULT_FILE = ROOT / "bench" / "results" / "parser.json"
 MIN_MESSAGES = 100_000
 RUNS = 5
 
@@ -31,10 +30,10 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def load_messages() -> list[str]:
+def load_messages(minimum: int = MIN_MESSAGES) -> list[str]:
     with CASES_FILE.open(encoding="utf-8") as fh:
         table = [json.loads(line)["text"] for line in fh if line.strip()]
-    repeats = -(-MIN_MESSAGES // len(table))
+    repeats = -(-minimum // len(table))
     return table * repeats
 
 
@@ -45,11 +44,15 @@ def run_once(messages: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> dict[str, Any]:
-    messages = load_messages()
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=RUNS, help="timed passes (the fastest is kept)")
+    parser.add_argument("--messages", type=int, default=MIN_MESSAGES, help="messages per pass (at least)")
+    args = parser.parse_args(argv)
+    messages = load_messages(args.messages)
     run_once(messages[:2000])  # warm the regex caches and the interpreter
     # The machine may be busy with other work; the fastest of several runs is the least disturbed one.
-    timings = [run_once(messages) for _ in range(RUNS)]
+    timings = [run_once(messages) for _ in range(args.runs)]
     seconds = min(timings)
     result: dict[str, Any] = {
         "benchmark": "tpcapital.parser.parse_message",
@@ -66,8 +69,8 @@ def main() -> dict[str, Any]:
         "runs_seconds": [round(t, 4) for t in timings],
         "mix": "tests/data/signal_cases.jsonl repeated (signals, updates and noise)",
     }
-    RESULT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "parser.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 

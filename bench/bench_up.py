@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -17,7 +18,6 @@ import httpx
 from bench.common import RESULTS, machine_info
 from tradingsystem.core.embedded import free_port
 
-RESULT_FILE = RESULTS / "up.json"
 RUNS = 3
 TARGET_COLD_S = 10.0
 ISOLATED_PREFIXES = ("TELEGRAM_", "TIMESCALEDB_", "GATEWAY_", "REPLAY_", "FAILURE_QUEUE_")
@@ -84,8 +84,11 @@ def one_round() -> dict[str, float | None]:
         stack.remove()
 
 
-def main() -> dict[str, Any]:
-    rounds = [one_round() for _ in range(RUNS)]
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=RUNS, help="rounds of cold up, no-op up, down, warm up, down")
+    runs = parser.parse_args(argv).runs
+    rounds = [one_round() for _ in range(runs)]
 
     def best(key: str) -> float | None:
         values = [r[key] for r in rounds if r[key] is not None]
@@ -103,14 +106,15 @@ def main() -> dict[str, Any]:
                  "(supervisord, embedded PostgreSQL, migrations, Workspace, TP Capital API, gateway). Cold: a new "
                  "var directory (initdb included). Warm: after `down`, the cluster kept. No-op: `up` while "
                  "everything runs. first_signal_s: from the cold `up` to the first replayed signal in GET /signals."),
-        "runs": RUNS,
+        "runs": runs,
         "best": {key: best(key) for key in keys},
         "all_runs": {key: spread(key) for key in keys},
         # Met only if every cold run, not just the best one, stayed under the target.
         "target": {"cold_up_s": f"< {TARGET_COLD_S:.0f}", "worst_cold_up_s": round(max(colds), 2),
-                   "met": len(colds) == RUNS and max(colds) < TARGET_COLD_S},
+                   "met": len(colds) == runs and max(colds) < TARGET_COLD_S},
     }
-    RESULT_FILE.write_text(json.dumps(result, indent=2) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "up.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -24,7 +24,10 @@ import psutil
 from tradingsystem.core.embedded import EmbeddedPostgres, bin_dir, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
+RECORDED = ROOT / "bench" / "results"
+# `bench.run_all` points this at a scratch directory unless it records: only a recording run rewrites
+# the committed results.
+RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or RECORDED)
 SERVER_CORE = 0
 LOAD_CORE = 1
 # Generous: a busy shared machine can make the first start (imports, migrations) slow.

@@ -236,6 +236,8 @@ def test_logs_print_and_follow_the_captured_output(stack: Stack) -> None:
     finally:
         follower.send_signal(signal.SIGINT)
         follower.wait(10)
+        if follower.stdout is not None:
+            follower.stdout.close()
 
 
 def test_containers_mode_without_docker_is_a_clear_error(stack: Stack, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 
 from tests.integration.conftest import TOKEN
-from tests.support.fuzz import fuzz_service
+from tests.support.fuzz import documented_operations, fuzz_service
 from tests.support.pg import PgCluster
 from tests.support.servers import ProcessServer, ThreadServer, tradingsystem_argv, wait_until
 from tradingsystem.core.embedded import free_port
@@ -137,8 +137,8 @@ async def test_reparse_fixes_history_and_is_idempotent(api: httpx.Client, databa
         await conn.close()
 
 
-def test_schemathesis_finds_no_server_error(database_url: str, api_env: None, idle_gateway: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schemathesis_every_answer_matches_the_document(database_url: str, api_env: None, idle_gateway: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from tradingsystem.tpcapital.app import build_app
 
     monkeypatch.setenv("RATE_LIMIT_MAX", "1000000")
@@ -148,7 +148,8 @@ def test_schemathesis_finds_no_server_error(database_url: str, api_env: None, id
         case.headers = {**(case.headers or {}), "X-Gateway-Token": TOKEN}
 
     try:
-        sent = fuzz_service(server.url, examples_per_operation=90, prepare=with_token)
-        assert sent >= 1000
+        report = fuzz_service(server.url, examples_per_operation=90, prepare=with_token)
+        assert report.sent >= 1000
+        assert report.operations == documented_operations(server.url)
     finally:
         server.stop()

@@ -159,6 +159,20 @@ def test_channel_registry_and_gateway_view(api: httpx.Client) -> None:
     assert api.delete(f"/telegram-channels/{dest['id']}").status_code == 404
 
 
+def test_registry_writes_refuse_unknown_fields_alike_and_list_every_problem(api: httpx.Client) -> None:
+    channel = api.post("/telegram-channels", json={"label": "TP Capital", "channel_id": "-1001"}).json()["data"]
+    for method, url, base in (("post", "/telegram-channels", {"label": "x", "channel_id": "-1002"}),
+                              ("put", f"/telegram-channels/{channel['id']}", {})):
+        unknown = getattr(api, method)(url, json={**base, "lable": "typo"})
+        assert unknown.status_code == 400
+        assert unknown.json() == {"error": "Validation failed", "details": ["lable is not an allowed field"]}
+        several = getattr(api, method)(url, json={**base, "channel_type": "mirror", "status": "on", "label": ""})
+        assert several.status_code == 400
+        assert several.json()["details"] == ["label is required", "channel_type must be one of: source, destination",
+                                             "status must be one of: active, inactive"]
+    assert [c["label"] for c in api.get("/telegram-channels").json()["data"]] == ["TP Capital"]
+
+
 def test_logs_health_metrics_and_edges(api: httpx.Client) -> None:
     api.post("/ingest", json={"text": "x"})  # a validation failure is logged
     logs = api.get("/logs", params={"limit": 5}).json()["data"]

@@ -100,7 +100,9 @@ def test_stats(workspace: httpx.Client) -> None:
         ({**ITEM, "description": "d" * 2001}, "description must be at most 2000 characters"),
         ({**ITEM, "tags": ["ok", ""]}, "tags.1 is required"),
         ({**ITEM, "tags": [f"t{i}" for i in range(21)]}, "tags must have at most 20 items"),
-        ({**ITEM, "metadata": [1, 2]}, "metadata: Input should be a valid dictionary"),
+        ({**ITEM, "metadata": [1, 2]}, "metadata must be an object"),
+        ({**ITEM, "tags": "b3"}, "tags must be a list"),
+        ({**ITEM, "title": 42}, "title must be a string"),
         ({"title": "t"}, "category is required"),
     ],
 )
@@ -127,6 +129,52 @@ def test_update_rejects_unknown_fields_and_bad_values(workspace: httpx.Client) -
     assert workspace.put(f"/api/items/{item['id']}", json={"title": None}).status_code == 400
     assert workspace.put(f"/api/items/{item['id']}", json={}).status_code == 400
     assert workspace.put("/api/items/does-not-exist", json={"title": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch"])
+def test_unknown_fields_are_refused_alike_on_create_and_update(workspace: httpx.Client, method: str) -> None:
+    item = create(workspace)
+    url = "/api/items" if method == "post" else f"/api/items/{item['id']}"
+    body = {**ITEM, "titel": "typo", "colour": "red"} if method == "post" else {"titel": "typo", "colour": "red"}
+    response = getattr(workspace, method)(url, json=body)
+    assert response.status_code == 400
+    assert response.json() == {"success": False, "error": "Validation failed",
+                               "details": ["titel is not an allowed field", "colour is not an allowed field"]}
+    assert workspace.get("/api/items").json()["count"] == 1  # nothing was created
+
+
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_every_problem_is_listed_in_one_answer(workspace: httpx.Client, method: str) -> None:
+    item = create(workspace)
+    url = "/api/items" if method == "post" else f"/api/items/{item['id']}"
+    bad = {"category": "nope", "priority": "urgent", "title": ""}
+    body = {**ITEM, **bad} if method == "post" else bad
+    response = getattr(workspace, method)(url, json=body)
+    assert response.status_code == 400
+    details = response.json()["details"]
+    assert "title is required" in details
+    assert "priority must be one of: low, medium, high, critical" in details
+    assert any(d.startswith("category must be one of: feature, bug") for d in details)
+    assert len(details) == 3
+
+
+def test_category_bodies_are_strict_and_refuse_unknown_fields(workspace: httpx.Client) -> None:
+    base = {"name": "infra", "display_name": "Infra"}
+    for body, expected in (
+        ({**base, "is_active": 0}, ["is_active must be true or false"]),
+        ({**base, "is_active": "true"}, ["is_active must be true or false"]),
+        ({**base, "display_order": "1"}, ["display_order must be an integer"]),
+        ({**base, "colour": "#112233", "is_active": 1}, ["is_active must be true or false",
+                                                        "colour is not an allowed field"]),
+    ):
+        response = workspace.post("/api/categories", json=body)
+        assert response.status_code == 400, body
+        assert response.json()["details"] == expected
+        update = workspace.put("/api/categories/bug", json={k: v for k, v in body.items() if k not in base})
+        assert update.status_code == 400, body
+        assert update.json()["details"] == expected
+    assert workspace.get("/api/categories/infra").status_code == 404
+    assert workspace.get("/api/categories/bug").json()["data"]["is_active"] is True
 
 
 def test_non_json_and_oversized_bodies(workspace: httpx.Client) -> None:

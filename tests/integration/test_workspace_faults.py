@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support.fuzz import fuzz_service
+from tests.support.fuzz import documented_operations, fuzz_service
 from tests.support.pg import PgCluster
 from tests.support.servers import ProcessServer, ThreadServer, tradingsystem_argv, wait_until
 from tradingsystem.core.embedded import free_port
@@ -141,13 +141,14 @@ def test_rate_limit_answers_429_with_retry_after(database_url: str, monkeypatch:
         server.stop()
 
 
-def test_schemathesis_finds_no_server_error(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schemathesis_every_answer_matches_the_document(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from tradingsystem.workspace.app import build_app
 
     monkeypatch.setenv("RATE_LIMIT_MAX", "1000000")
     server = ThreadServer(build_app(database_url)).start()
     try:
-        sent = fuzz_service(server.url, examples_per_operation=45)
-        assert sent >= 500
+        report = fuzz_service(server.url, examples_per_operation=100)
+        assert report.sent >= 1000
+        assert report.operations == documented_operations(server.url)
     finally:
         server.stop()

@@ -115,6 +115,7 @@ def test_kill_9_while_appending_loses_no_acknowledged_message(tmp_path: Path) ->
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()
     with Journal(path).open() as j:
         ids = [e.message_id for e in j.entries()]
     assert ids[: acknowledged] == list(range(1, acknowledged + 1))

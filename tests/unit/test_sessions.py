@@ -177,6 +177,9 @@ def test_lock_is_exclusive_across_processes(store: SessionStore) -> None:
     finally:
         process.kill()
         process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_lock_released_when_holder_dies(store: SessionStore) -> None:

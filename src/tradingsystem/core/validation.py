@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _field(loc: Sequence[Any]) -> str:
@@ -43,6 +47,14 @@ def format_validation_errors(errors: Sequence[Any]) -> list[str]:
             msg = f"{field} must have at least {ctx.get('min_length')} items"
         elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
             msg = f"{field} {err.get('msg', 'is out of range').lower()}"
+        elif kind in ("bool_type", "bool_parsing"):
+            msg = f"{field} must be true or false"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            msg = f"{field} must be an object"
+        elif kind == "list_type":
+            msg = f"{field} must be a list"
+        elif kind in ("float_type", "float_parsing", "finite_number"):
+            msg = f"{field} must be a number"
         elif kind.startswith("int_") or kind == "int_type":
             msg = f"{field} must be an integer"
         elif kind.startswith("string_") or kind == "string_type":
@@ -54,3 +66,11 @@ def format_validation_errors(errors: Sequence[Any]) -> list[str]:
         if msg not in messages:
             messages.append(msg)
     return messages
+
+
+def check_body(model: type[M], raw: Any) -> tuple[M | None, list[str]]:
+    """`raw` (parsed JSON) as `model`, or None and every problem found in it."""
+    try:
+        return model.model_validate(raw), []
+    except ValidationError as exc:
+        return None, format_validation_errors(exc.errors())

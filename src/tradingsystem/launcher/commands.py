@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +55,6 @@ def make_console() -> Console:
 def quiet_libraries() -> None:
     # The embedded-database and migration helpers log each step; the launcher reports steps itself.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    # platformdirs warns about a missing XDG_RUNTIME_DIR when the PostgreSQL wheel is imported (root shells).
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 class UpFailed(Exception):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tradingsystem.core.errors import Conflict, ServiceError, ValidationFailed
 from tradingsystem.core.http import FastJSON
+from tradingsystem.core.openapi import read_json
 from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.tpcapital.gateway_link import (
     BOT_TOKENS_ON_GATEWAY,
@@ -21,7 +22,7 @@ from tradingsystem.tpcapital.gateway_link import (
     unreachable_message,
 )
 from tradingsystem.tpcapital.models import parse_iso
-from tradingsystem.tpcapital.routes import Channel, _json_body, _svc, require_api_key
+from tradingsystem.tpcapital.routes import Channel, _svc, require_api_key
 from tradingsystem.tpcapital.service import TpCapitalService
 
 log = structlog.get_logger(__name__)
@@ -175,7 +176,7 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody}, 403: {
                    "schema": DeleteBySignalStamp.model_json_schema()}}}})
 async def delete_signal_by_stamp(request: Request) -> FastJSON:
     require_api_key(request)
-    body = await _json_body(request)
+    body = await read_json(request)
     stamp = body.get("ingestedAt") if isinstance(body, dict) else None
     if stamp is None or stamp == "":
         raise ValidationFailed(["ingestedAt is required"])

@@ -17,6 +17,8 @@ _ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|
 
 
 class ForwardedFrom(BaseModel):
+    """Where a forwarded message came from (kept as given)."""
+
     channelId: str | None = None
     messageId: int | None = None
     date: str | None = None
@@ -25,9 +27,9 @@ class ForwardedFrom(BaseModel):
 class IngestPayload(BaseModel):
     """One Telegram message as the gateway delivers it (documentation schema; validation is `validate_ingest`)."""
 
-    channelId: str = Field(description='Channel id, a string of an integer, normally "-100…"')
-    messageId: int = Field(gt=0)
-    timestamp: str = Field(description="The Telegram message date, ISO 8601")
+    channelId: str = Field(pattern=r"^-?\d{1,20}$", description='Channel id, a string of an integer, normally "-100…"')
+    messageId: int = Field(gt=0, le=2**63 - 1)
+    timestamp: str = Field(json_schema_extra={"format": "date-time"}, description="The Telegram message date, ISO 8601")
     text: str = Field("", description='Text or caption; "" only with photos or for a delete')
     kind: Literal["new", "edit", "delete"] = "new"
     editDate: str | None = Field(None, description="Required for kind edit")
@@ -242,3 +244,107 @@ class ChannelPerformance(_Exact):
 
 class ChannelPerformanceList(_Exact):
     data: list[ChannelPerformance]
+
+
+# Response bodies, for the OpenAPI document (the routes answer plain dicts shaped like these).
+
+MessageKind = Literal["signal", "update", "noise"]
+
+
+class IngestResult(BaseModel):
+    """`POST /ingest`: stored (with what it parsed as), or a duplicate of a stored delivery."""
+
+    success: Literal[True]
+    messageId: int
+    stored: bool
+    kind: MessageKind | None = Field(None, description="When stored: what the message parsed as")
+    signalId: int | None = Field(None, description="When stored: the signal it created or changed")
+    reason: Literal["duplicate"] | None = Field(None, description="When not stored")
+
+
+class BatchItemResult(BaseModel):
+    """One message of a batch: stored, duplicate, or refused with its problems (the others go on)."""
+
+    messageId: Any = Field(None, description="As given (null when the item had none)")
+    stored: bool
+    kind: MessageKind | None = None
+    signalId: int | None = None
+    reason: Literal["duplicate"] | None = None
+    error: Literal["Validation failed"] | None = None
+    details: list[str] | None = None
+
+
+class IngestBatchResult(BaseModel):
+    success: Literal[True]
+    results: list[BatchItemResult]
+
+
+class Signal(BaseModel):
+    id: int
+    ts: int = Field(description="Epoch milliseconds of the Telegram date")
+    channel: str
+    channel_title: str | None
+    message_id: int
+    signal_type: str
+    asset: str
+    buy_min: float
+    buy_max: float
+    target_1: float | None
+    target_2: float | None
+    target_final: float | None
+    targets: list[float]
+    stop: float | None
+    raw_message: str
+    source: str
+    revision: int
+    deleted: bool
+    ingested_at: str
+    created_at: str
+    updated_at: str
+    status: Status
+    highest_target_hit: int | None
+    closed_at: str | None
+    gain_pct: float | None
+    gain_source: str | None
+    events_count: int
+
+
+class SignalPage(BaseModel):
+    data: list[Signal]
+    count: int = Field(description="How many signals match the filters")
+
+
+class OneSignal(BaseModel):
+    data: Signal
+
+
+class ChannelSummary(BaseModel):
+    channel: str
+    channel_title: str | None
+    signal_count: int
+    last_signal: str | None
+
+
+class ChannelSummaries(BaseModel):
+    data: list[ChannelSummary]
+
+
+class SourceFigures(BaseModel):
+    source: Literal["user", "bot", "backfill", "import", "replay"]
+    messages: int
+    last_message_at: str | None
+
+
+class SourceFiguresList(BaseModel):
+    data: list[SourceFigures]
+
+
+class LogRecord(BaseModel):
+    timestamp: str | None
+    level: str | None
+    message: str | None
+    context: dict[str, Any]
+
+
+class LogRecords(BaseModel):
+    data: list[LogRecord]

@@ -1,4 +1,4 @@
-"""Request models of the Workspace API: what a valid item or category looks like at the edge."""
+"""The Workspace API's bodies: what a valid item or category looks like at the edge, and what is answered."""
 
 from __future__ import annotations
 
@@ -16,10 +16,15 @@ Slug = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[a-z0-9-]+$"
 ItemId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
+# Strict: JSON types are taken as they are (`0` is not a boolean, `"1"` not an integer), and unknown fields
+# are refused on create as on update, so that a typo never silently does nothing.
+REQUEST = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
 class ItemCreate(BaseModel):
     """A new backlog item; an optional client-chosen `id` is kept."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = REQUEST
 
     id: ItemId | None = None
     title: str = Field(min_length=1, max_length=200)
@@ -32,9 +37,9 @@ class ItemCreate(BaseModel):
 
 
 class ItemUpdate(BaseModel):
-    """A partial update; unknown fields are refused so that typos do not silently do nothing."""
+    """A partial update of the fields of `ItemCreate` (but the id)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = REQUEST
 
     title: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=2000)
@@ -46,7 +51,7 @@ class ItemUpdate(BaseModel):
 
 
 class CategoryCreate(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = REQUEST
 
     name: Slug
     display_name: str = Field(min_length=1, max_length=100)
@@ -57,13 +62,54 @@ class CategoryCreate(BaseModel):
 
 
 class CategoryUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = REQUEST
 
     display_name: str | None = Field(None, min_length=1, max_length=100)
     description: str | None = Field(None, max_length=500)
     color: str | None = Field(None, pattern=r"^#[0-9A-Fa-f]{6}$")
     display_order: int | None = Field(None, ge=0, le=100000)
     is_active: bool | None = None
+
+
+# Response bodies, for the OpenAPI document (the routes answer plain dicts shaped like these).
+
+
+class Item(BaseModel):
+    id: str
+    title: str
+    description: str
+    category: str
+    priority: Priority
+    status: Status
+    tags: list[str]
+    metadata: dict[str, Any]
+    createdAt: str
+    updatedAt: str
+    created_at: str
+    updated_at: str
+
+
+class OneItem(BaseModel):
+    success: Literal[True]
+    data: Item
+
+
+class ItemPage(BaseModel):
+    success: Literal[True]
+    data: list[Item]
+    count: int = Field(description="How many items match the filters")
+
+
+class ItemStats(BaseModel):
+    total: int
+    byCategory: dict[str, int]
+    byStatus: dict[str, int]
+    byPriority: dict[str, int]
+
+
+class ItemStatsAnswer(BaseModel):
+    success: Literal[True]
+    data: ItemStats
 
 
 class Category(BaseModel):

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from tradingsystem.core.http import FastJSON
+from tradingsystem.core.openapi import json_body, read_json, responses
 from tradingsystem.workspace.models import (
     CategoryAnswer,
     CategoryCreate,
@@ -14,7 +15,10 @@ from tradingsystem.workspace.models import (
     CategoryList,
     CategoryUpdate,
     ItemCreate,
+    ItemPage,
+    ItemStatsAnswer,
     ItemUpdate,
+    OneItem,
     Priority,
     Status,
 )
@@ -33,7 +37,8 @@ def ok(data: Any, status: int = 200, **extra: Any) -> FastJSON:
     return FastJSON({"success": True, "data": data, **extra}, status_code=status)
 
 
-@router.get("/items", tags=["items"], summary="List items, newest first")
+@router.get("/items", tags=["items"], summary="List items, newest first", response_model=None,
+            responses=responses(ItemPage, 200, 503))
 async def list_items(
     request: Request,
     category: Annotated[str | None, Query(max_length=50)] = None,
@@ -51,67 +56,78 @@ async def list_items(
     return Response(body, media_type="application/json")
 
 
-@router.get("/items/stats", tags=["items"], summary="Counts by category, status and priority")
+@router.get("/items/stats", tags=["items"], summary="Counts by category, status and priority", response_model=None,
+            responses=responses(ItemStatsAnswer, 200, 503))
 async def item_stats(request: Request) -> FastJSON:
     return ok(await _svc(request).stats())
 
 
-@router.get("/items/{item_id}", tags=["items"], summary="One item")
+@router.get("/items/{item_id}", tags=["items"], summary="One item", response_model=None,
+            responses=responses(OneItem, 200, 404, 503))
 async def get_item(request: Request, item_id: str) -> FastJSON:
     return ok(await _svc(request).get_item(item_id))
 
 
-@router.post("/items", tags=["items"], status_code=201, summary="Create an item")
-async def create_item(request: Request, body: ItemCreate) -> FastJSON:
-    return ok(await _svc(request).create_item(body), status=201)
+# Write routes read their bodies themselves: the service validates them, the category against the
+# database among the rest, and answers every problem at once.
+@router.post("/items", tags=["items"], status_code=201, summary="Create an item", response_model=None,
+             openapi_extra=json_body(ItemCreate), responses=responses(OneItem, 201, 409, 503, description="Created"))
+async def create_item(request: Request) -> FastJSON:
+    return ok(await _svc(request).create_item(await read_json(request)), status=201)
 
 
-@router.put("/items/{item_id}", tags=["items"], summary="Update an item (partial)")
-@router.patch("/items/{item_id}", tags=["items"], summary="Update an item (partial)")
-async def update_item(request: Request, item_id: str, body: ItemUpdate) -> FastJSON:
-    return ok(await _svc(request).update_item(item_id, body))
+_UPDATE_ITEM = {"tags": ["items"], "summary": "Update an item (partial)", "response_model": None,
+                "openapi_extra": json_body(ItemUpdate), "responses": responses(OneItem, 200, 404, 503)}
 
 
-@router.delete("/items/{item_id}", tags=["items"], status_code=204, summary="Delete an item")
+@router.put("/items/{item_id}", **_UPDATE_ITEM)  # type: ignore[arg-type]
+@router.patch("/items/{item_id}", **_UPDATE_ITEM)  # type: ignore[arg-type]
+async def update_item(request: Request, item_id: str) -> FastJSON:
+    return ok(await _svc(request).update_item(item_id, await read_json(request)))
+
+
+@router.delete("/items/{item_id}", tags=["items"], status_code=204, summary="Delete an item", response_model=None,
+               responses=responses(None, 204, 404, 503, description="Deleted"))
 async def delete_item(request: Request, item_id: str) -> Response:
     await _svc(request).delete_item(item_id)
     return Response(status_code=204)
 
 
-@router.get("/categories", tags=["categories"], summary="Active categories by display order",
-            response_model=CategoryList)
+@router.get("/categories", tags=["categories"], summary="Active categories by display order", response_model=None,
+            responses=responses(CategoryList, 200, 503))
 async def list_categories(request: Request, include_inactive: bool = False) -> FastJSON:
     data = await _svc(request).list_categories(include_inactive)
     return ok(data, count=len(data))
 
 
-@router.get("/categories/{name}", tags=["categories"], summary="One category", response_model=CategoryAnswer,
-            responses={404: {"description": "Unknown category"}})
+@router.get("/categories/{name}", tags=["categories"], summary="One category", response_model=None,
+            responses=responses(CategoryAnswer, 200, 404, 503))
 async def get_category(request: Request, name: str) -> FastJSON:
     return ok(await _svc(request).get_category(name))
 
 
-@router.post("/categories", tags=["categories"], status_code=201, summary="Create a category",
-             response_model=CategoryAnswer, responses={409: {"description": "The name exists"}})
-async def create_category(request: Request, body: CategoryCreate) -> FastJSON:
-    return ok(await _svc(request).create_category(body), status=201)
+@router.post("/categories", tags=["categories"], status_code=201, summary="Create a category", response_model=None,
+             openapi_extra=json_body(CategoryCreate),
+             responses=responses(CategoryAnswer, 201, 409, 503, description="Created"))
+async def create_category(request: Request) -> FastJSON:
+    return ok(await _svc(request).create_category(await read_json(request)), status=201)
 
 
-@router.put("/categories/{name}", tags=["categories"], summary="Update a category (partial)",
-            response_model=CategoryAnswer, responses={404: {"description": "Unknown category"}})
-async def update_category(request: Request, name: str, body: CategoryUpdate) -> FastJSON:
-    return ok(await _svc(request).update_category(name, body))
+@router.put("/categories/{name}", tags=["categories"], summary="Update a category (partial)", response_model=None,
+            openapi_extra=json_body(CategoryUpdate), responses=responses(CategoryAnswer, 200, 404, 503))
+async def update_category(request: Request, name: str) -> FastJSON:
+    return ok(await _svc(request).update_category(name, await read_json(request)))
 
 
 @router.patch("/categories/{name}/toggle", tags=["categories"], summary="Activate or deactivate a category",
-              response_model=CategoryAnswer, responses={404: {"description": "Unknown category"}})
+              response_model=None, responses=responses(CategoryAnswer, 200, 404, 503))
 async def toggle_category(request: Request, name: str) -> FastJSON:
     return ok(await _svc(request).toggle_category(name))
 
 
 @router.delete("/categories/{name}", tags=["categories"], summary="Delete an unused category",
-               response_model=CategoryDeleteAnswer,
-               responses={404: {"description": "Unknown category"}, 409: {"description": "Items use it"}})
+               response_model=None, responses=responses(CategoryDeleteAnswer, 200, 404, 409, 503,
+                                                        description="Deleted"))
 async def delete_category(request: Request, name: str) -> FastJSON:
     await _svc(request).delete_category(name)
     return FastJSON({"success": True, "message": f"Category {name} deleted", "data": {"id": name, "name": name}})

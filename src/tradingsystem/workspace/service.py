@@ -13,6 +13,7 @@ import asyncpg
 from tradingsystem.core.db import Database
 from tradingsystem.core.errors import Conflict, NotFound, ValidationFailed
 from tradingsystem.core.timeutil import iso_ms
+from tradingsystem.core.validation import check_body
 from tradingsystem.workspace import repository as repo
 from tradingsystem.workspace.metrics import WorkspaceMetrics
 from tradingsystem.workspace.models import CategoryCreate, CategoryUpdate, ItemCreate, ItemUpdate
@@ -56,15 +57,24 @@ def category_json(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
-def changes_of(data: ItemUpdate | CategoryUpdate) -> dict[str, Any]:
-    """The fields a partial update sets; null is not a value any of them may take."""
+def changes_of(model: type[ItemUpdate] | type[CategoryUpdate], raw: Any) -> tuple[dict[str, Any], list[str]]:
+    """The fields a partial update sets, and every problem with them; null is not a value any may take."""
+    data, problems = check_body(model, raw)
+    if data is None:
+        # Nulls are problems too, whatever else is wrong: name them in the same answer.
+        nulls = [k for k, v in raw.items() if v is None and k in model.model_fields] if isinstance(raw, dict) else []
+        return {}, problems + [f"{k} must not be null" for k in nulls if f"{k} must not be null" not in problems]
     changes = data.model_dump(exclude_unset=True)
-    nulls = [k for k, v in changes.items() if v is None]
-    if nulls:
-        raise ValidationFailed([f"{k} must not be null" for k in nulls])
+    problems = [f"{k} must not be null" for k, v in changes.items() if v is None]
     if not changes:
-        raise ValidationFailed(["body must contain at least one field to update"])
-    return changes
+        problems.append("body must contain at least one field to update")
+    return changes, problems
+
+
+def given_category(raw: Any) -> str | None:
+    """The category a body names, when it is a name at all (its other problems are the model's to report)."""
+    value = raw.get("category") if isinstance(raw, dict) else None
+    return value.strip() if isinstance(value, str) and value.strip() and len(value.strip()) <= 50 else None
 
 
 class WorkspaceService:
@@ -92,10 +102,11 @@ class WorkspaceService:
     async def refresh_item_count(self) -> None:
         self.metrics.items_total.set(await self.db.run(repo.count_items))
 
-    async def _check_category(self, conn: asyncpg.Connection, category: str) -> None:
+    async def _category_problems(self, conn: asyncpg.Connection, category: str | None) -> list[str]:
+        if category is None:
+            return []
         active = await repo.active_category_names(conn)
-        if category not in active:
-            raise ValidationFailed([f"category must be one of: {', '.join(active)}"])
+        return [] if category in active else [f"category must be one of: {', '.join(active)}"]
 
     # Items
 
@@ -109,12 +120,16 @@ class WorkspaceService:
             raise NotFound(f"Item {item_id} not found")
         return item_json(row)
 
-    async def create_item(self, data: ItemCreate) -> dict[str, Any]:
-        values = data.model_dump()
-        values["id"] = values["id"] or str(uuid.uuid4())
+    async def create_item(self, raw: Any) -> dict[str, Any]:
+        """Create from a parsed JSON body; every problem, the category's among them, in one 400."""
+        data, problems = check_body(ItemCreate, raw)
 
         async def create(conn: asyncpg.Connection) -> asyncpg.Record:
-            await self._check_category(conn, data.category)
+            all_problems = problems + await self._category_problems(conn, given_category(raw))
+            if all_problems or data is None:
+                raise ValidationFailed(all_problems)
+            values = data.model_dump()
+            values["id"] = values["id"] or str(uuid.uuid4())
             row = await repo.insert_item(conn, values)
             if row is None:
                 raise Conflict("Item with this ID already exists")
@@ -125,12 +140,13 @@ class WorkspaceService:
         self.metrics.items_total.inc()
         return item_json(row)
 
-    async def update_item(self, item_id: str, data: ItemUpdate) -> dict[str, Any]:
-        changes = changes_of(data)
+    async def update_item(self, item_id: str, raw: Any) -> dict[str, Any]:
+        changes, problems = changes_of(ItemUpdate, raw)
 
         async def update(conn: asyncpg.Connection) -> asyncpg.Record:
-            if "category" in changes:
-                await self._check_category(conn, changes["category"])
+            all_problems = problems + await self._category_problems(conn, given_category(raw))
+            if all_problems:
+                raise ValidationFailed(all_problems)
             row = await repo.update_item(conn, item_id, changes)
             if row is None:
                 raise NotFound(f"Item {item_id} not found")
@@ -164,14 +180,20 @@ class WorkspaceService:
             raise NotFound(f"Category {name} not found")
         return category_json(row)
 
-    async def create_category(self, data: CategoryCreate) -> dict[str, Any]:
-        row = await self._run("create_category", lambda c: repo.insert_category(c, data.model_dump()))
+    async def create_category(self, raw: Any) -> dict[str, Any]:
+        data, problems = check_body(CategoryCreate, raw)
+        if data is None:
+            raise ValidationFailed(problems)
+        values = data.model_dump()
+        row = await self._run("create_category", lambda c: repo.insert_category(c, values))
         if row is None:
             raise Conflict("Category with this name already exists")
         return category_json(row)
 
-    async def update_category(self, name: str, data: CategoryUpdate) -> dict[str, Any]:
-        changes = changes_of(data)
+    async def update_category(self, name: str, raw: Any) -> dict[str, Any]:
+        changes, problems = changes_of(CategoryUpdate, raw)
+        if problems:
+            raise ValidationFailed(problems)
         row = await self._run("update_category", lambda c: repo.update_category(c, name, changes))
         if row is None:
             raise NotFound(f"Category {name} not found")
