@@ -61,6 +61,9 @@ def test_up_twice_down_twice_and_the_demo_signals_flow(stack: Stack) -> None:
     config_before = (stack.var / "supervisor" / "supervisord.conf").stat().st_mtime_ns
     second = stack.up()
     assert "nothing changed" in second.stdout
+    # Nothing was started: no promise that signals are about to appear.
+    assert "within seconds" in first.stdout and "within seconds" not in second.stdout
+    assert f"http://127.0.0.1:{stack.ports['api']}/signals" in second.stdout
     assert "already running" in second.stdout
     assert (stack.var / "supervisor" / "supervisord.conf").stat().st_mtime_ns == config_before
     assert {n: p["pid"] for n, p in stack.programs().items()} == {n: programs[n]["pid"] for n in SERVICES}

@@ -31,7 +31,7 @@ CONTRACT_METRICS = {
 def promtool(*args: str, cwd: Path = PROMETHEUS_DIR) -> subprocess.CompletedProcess[str]:
     found = shutil.which("promtool")
     if found is None:
-        pytest.fail("promtool is not installed (Debian package `prometheus`; .ci/run installs it)")
+        pytest.fail("promtool is not installed (Debian package `prometheus`; `make test` installs it)")
     return subprocess.run([found, *args], capture_output=True, text=True, check=False, cwd=cwd)
 
 

@@ -40,7 +40,7 @@ MISSING_USER = "tpgw-absent-user"
 def find_tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed (Debian package `systemd`; .ci/run installs it)")
+        pytest.fail(f"{name} is not installed (Debian package `systemd`; `make test` installs it)")
     return found
 
 

@@ -103,7 +103,9 @@ def test_every_success_is_described_by_its_real_body(app: FastAPI) -> None:
     for method, path, operation in operations(document):
         answers = operation["responses"]
         successes = [code for code in answers if code.startswith("2")]
-        assert successes, f"{method} {path} declares no success"
+        if not successes:
+            # An operation kept only to refuse (the old API's bot writes): its refusal is its answer.
+            assert path.startswith(COMPAT_PREFIXES) and "409" in answers, f"{method} {path} declares no success"
         for code in successes:
             if code == "204":
                 assert "content" not in answers[code]

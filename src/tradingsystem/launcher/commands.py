@@ -378,7 +378,7 @@ def configured_dsn() -> str:
         raise UpFailed("database", str(exc)) from exc
 
 
-def print_urls(plan: Plan, console: Console, gateway_by_unit: bool = False) -> None:
+def print_urls(plan: Plan, console: Console, gateway_by_unit: bool = False, started: bool = True) -> None:
     console.print()
     programs = plan.programs
     if "workspace" in programs:
@@ -394,9 +394,13 @@ def print_urls(plan: Plan, console: Console, gateway_by_unit: bool = False) -> N
     if gateway_by_unit:
         console.print(f"\n  The gateway runs as the systemd unit {GATEWAY_UNIT}: its settings are in the unit's "
                       f"environment file, its log in `journalctl -u {GATEWAY_UNIT}`.")
-    elif plan.demo_replay:
+    elif plan.demo_replay and started:
         console.print("\n  No Telegram account or bot is configured: the gateway replays the bundled sample "
                       f"channel, so signals appear at {programs['api'].url}/signals within seconds.")
+    elif plan.demo_replay:
+        # Nothing was started: the replay may have finished long ago, so promise nothing new.
+        console.print("\n  No Telegram account or bot is configured: the gateway replays the bundled sample "
+                      f"channel; what it delivered is at {programs['api'].url}/signals.")
     console.print("\n  Logs: tradingsystem logs \\[service] -f    Health: tradingsystem health    "
                   "Stop: tradingsystem down")
 
@@ -447,7 +451,7 @@ def up_command(timeout_s: float = DEFAULT_TIMEOUT_S) -> int:
         console.print(f"\nAll services are up ({time.monotonic() - started:.1f} s).")
     else:
         console.print("\nNothing to do: everything was already running; nothing changed.")
-    print_urls(plan, console, gateway_by_unit=unit is not None)
+    print_urls(plan, console, gateway_by_unit=unit is not None, started=changed)
     return 0
 
 
