@@ -15,7 +15,6 @@ from tradingsystem.launcher.containers import (
     compose_environment,
     compose_steps,
     gateway_unit_step,
-    unit_installed,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,16 +50,6 @@ def stand_in(tmp_path: Path, name: str, script: str) -> Path:
     path.write_text("#!/bin/sh\n" + script)
     path.chmod(0o755)
     return path
-
-
-def test_an_installed_unit_is_detected(tmp_path: Path) -> None:
-    listed = stand_in(tmp_path, "systemctl", 'echo "tp-capital-gateway.service disabled enabled"\n')
-    assert unit_installed(str(listed))
-    empty = stand_in(tmp_path, "systemctl-empty", "exit 0\n")
-    assert not unit_installed(str(empty))
-    failing = stand_in(tmp_path, "systemctl-failing", "echo 'System has not been booted with systemd' >&2; exit 1\n")
-    assert not unit_installed(str(failing))
-    assert not unit_installed(None)
 
 
 def test_compose_sees_the_project_dotenv_under_the_process_environment(tmp_path: Path,

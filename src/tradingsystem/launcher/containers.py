@@ -23,10 +23,10 @@ from tradingsystem.launcher.commands import (
     wait_service,
 )
 from tradingsystem.launcher.plan import LauncherSettings, Program, service_command
+from tradingsystem.launcher.systemd import GATEWAY_UNIT, gateway_unit
 
 DATABASE_COMPOSE = Path("tools/compose/docker-compose.database.yml")
 APPS_COMPOSE = Path("tools/compose/docker-compose.apps.yml")
-GATEWAY_UNIT = "tp-capital-gateway.service"
 # The containers need time to pull and build on a first run (the apps' health start_period is 90 s).
 CONTAINER_TIMEOUT_S = 180.0
 
@@ -67,18 +67,6 @@ def compose_steps(docker: str, root: Path, action: str = "up", timeout_s: float 
 
 def gateway_unit_step(systemctl: str, action: str = "start") -> Step:
     return Step("gateway", f"systemd unit {GATEWAY_UNIT}", [systemctl, action, GATEWAY_UNIT])
-
-
-def unit_installed(systemctl: str | None) -> bool:
-    """Whether the gateway's systemd unit is installed on this machine."""
-    if systemctl is None:
-        return False
-    try:
-        result = subprocess.run([systemctl, "list-unit-files", GATEWAY_UNIT, "--no-legend", "--no-pager"],
-                                capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0 and GATEWAY_UNIT in result.stdout
 
 
 def compose_environment(workdir: Path, token: str | None) -> dict[str, str]:
@@ -141,9 +129,8 @@ def up_containers_command(timeout_s: float = CONTAINER_TIMEOUT_S) -> int:
         for program in (_container_program("workspace", settings), _container_program("api", settings)):
             answer = wait_service(None, program, timeout_s)
             reporter.ok(program.name, f"container {describe_health(program, answer)}")
-        if unit_installed(systemctl):
-            assert systemctl is not None
-            step = gateway_unit_step(systemctl)
+        if (unit := gateway_unit(systemctl)) is not None:
+            step = gateway_unit_step(unit.systemctl)
             run_step(step, env, workdir)
             answer = wait_service(None, plan.programs["gateway"], timeout_s)
             reporter.ok("gateway", f"systemd unit started: {describe_health(plan.programs['gateway'], answer)}")
@@ -175,9 +162,8 @@ def down_containers_command() -> int:
     env = compose_environment(workdir, None)
     systemctl = shutil.which("systemctl")
     try:
-        if unit_installed(systemctl):
-            assert systemctl is not None
-            run_step(gateway_unit_step(systemctl, "stop"), env, workdir)
+        if (unit := gateway_unit(systemctl)) is not None:
+            run_step(gateway_unit_step(unit.systemctl, "stop"), env, workdir)
             reporter.ok("gateway", f"systemd unit {GATEWAY_UNIT} stopped")
         down_local(reporter)
         for step in compose_steps(docker, workdir, "down"):
