@@ -139,14 +139,26 @@ def test_labelled_sample_performance_matches_the_hand_count(lifecycle_api: httpx
     def gauges() -> str:
         return api.get("/metrics").text
 
-    wait_until(lambda: 'tpcapital_channel_signals{channel="-1001000000002"} 2.0' in gauges(), 20,
-               message="the performance gauges")
-    text = gauges()
-    assert 'tpcapital_channel_signals{channel="-1001000000001"} 8.0' in text
-    assert 'tpcapital_channel_target1_hit_ratio{channel="-1001000000001"} 0.7143' in text
-    assert 'tpcapital_channel_stop_ratio{channel="-1001000000002"} 0.5' in text
-    assert 'tpcapital_channel_gain_median_percent{channel="-1001000000001"} 4.0' in text
-    assert 'tpcapital_channel_first_target_mean_seconds{channel="-1001000000001"} 54720.0' in text
+    # A refresh may have run part-way through the replay: wait for one that saw all of it.
+    expected = [
+        'tpcapital_channel_signals{channel="-1001000000002"} 2.0',
+        'tpcapital_channel_signals{channel="-1001000000001"} 8.0',
+        'tpcapital_channel_target1_hit_ratio{channel="-1001000000001"} 0.7143',
+        'tpcapital_channel_stop_ratio{channel="-1001000000002"} 0.5',
+        'tpcapital_channel_gain_median_percent{channel="-1001000000001"} 4.0',
+        'tpcapital_channel_first_target_mean_seconds{channel="-1001000000001"} 54720.0',
+    ]
+    last = {"text": ""}
+
+    def complete() -> bool:
+        last["text"] = gauges()
+        return all(line in last["text"] for line in expected)
+
+    try:
+        wait_until(complete, 20, message="the performance gauges")
+    except AssertionError:
+        missing = [line for line in expected if line not in last["text"]]
+        raise AssertionError(f"performance gauges never showed: {missing}") from None
 
 
 def test_deleting_a_signal_through_the_api_unlinks_its_updates(lifecycle_api: httpx.Client) -> None:
