@@ -155,6 +155,13 @@ class Service:
                     return int(line.split()[1])
         raise RuntimeError(f"{field} missing from /proc/{self.proc.pid}/status")
 
+    def pids(self) -> list[int]:
+        """The server process and its children (a server that forks workers, like granian, is counted whole)."""
+        assert self.proc is not None
+        with contextlib.suppress(psutil.Error):
+            return [self.proc.pid, *(c.pid for c in psutil.Process(self.proc.pid).children(recursive=True))]
+        return [self.proc.pid]
+
     def memory(self) -> dict[str, Any]:
         """Peak (VmHWM) and current resident set size of the server process, in MB."""
         assert self.proc is not None
@@ -241,11 +248,11 @@ def measured_load(spec: dict[str, Any], service: Service, pg: EmbeddedPostgres) 
     """
     assert service.proc is not None
     pg_before = _cpu_seconds(_postgres_pids(pg))
-    server_before = _cpu_seconds([service.proc.pid])
+    server_before = _cpu_seconds(service.pids())
     started = time.monotonic()
     figures = run_load(spec)
     wall = time.monotonic() - started
-    server_after = _cpu_seconds([service.proc.pid])
+    server_after = _cpu_seconds(service.pids())
     pg_after = _cpu_seconds(_postgres_pids(pg))
     server = sum(server_after.values()) - sum(server_before.values())
     postgres = sum(t - pg_before.get(pid, 0.0) for pid, t in pg_after.items())

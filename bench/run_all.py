@@ -16,6 +16,7 @@ from bench.common import RECORDED, ROOT, log, machine_info
 # figures only show that every benchmark runs; they are not results.
 BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("bench.bench_parser", ("--runs", "1", "--messages", "5000")),
+    ("bench.bench_ceiling", ("--runs", "1", "--duration", "1", "--warmup", "0.5")),
     ("bench.bench_workspace", ("--runs", "1", "--duration", "1", "--warmup", "0.5")),
     ("bench.bench_ingest", ("--runs", "1", "--duration", "1", "--warmup", "0.5")),
     ("bench.bench_gateway", ("--runs", "1", "--duration", "1", "--warmup", "10", "--rate", "50",
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where a short run writes (default: a new directory under {SCRATCH.relative_to(ROOT)}/)")
     parser.add_argument("--only", action="append", default=None, metavar="NAME",
-                        help="run only this benchmark (parser, workspace, ingest, gateway, up); repeatable")
+                        help="run only this benchmark (parser, ceiling, workspace, ingest, gateway, up); repeatable")
     args = parser.parse_args(argv)
     if args.record and args.out is not None:
         parser.error("--record writes bench/results/; --out is for short runs")
