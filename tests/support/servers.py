@@ -67,8 +67,10 @@ class ThreadServer:
 class ProcessServer:
     """Runs `tradingsystem serve <name>` (or any argv) as a real subprocess with its own environment."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_path: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], port: int, log_path: Path,
+                 cwd: Path | None = None) -> None:
         self.argv = argv
+        self.cwd = cwd
         self.env = {**os.environ, **env}
         self.port = port
         self.log_path = log_path
@@ -80,7 +82,8 @@ class ProcessServer:
 
     def start(self) -> ProcessServer:
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
         return self
 
     def wait_healthy(self, timeout: float = 60, path: str = "/health/live") -> None:
