@@ -158,6 +158,26 @@ async def test_api_down_for_the_whole_window_queues_then_redrives_by_itself(harn
     assert harness.cursors.last_acknowledged("-1001") == 2
 
 
+async def test_a_line_queued_while_the_redrive_runs_is_redriven_too(harness: Harness) -> None:
+    # Found by the fault suite (API killed mid-burst): a worker moved its message to the queue while a
+    # re-drive was sending the older lines; that replay left it for the next one, which never came.
+    queue = harness.queue
+    for i in (1, 2, 3):
+        queue.append(payload("-1001", i), 4, "HTTP 503: Database unavailable")
+    harness.api.delay_s = 1.0  # the re-drive's batch is with the API for a second
+
+    def replaying() -> bool:
+        with queue._file_lock(queue._replay_lock_path, blocking=False) as free:
+            return not free
+
+    await eventually(replaying, message="the re-drive under way")
+    await asyncio.to_thread(queue.append, payload("-1001", 4), 4, "HTTP 503: Database unavailable")
+    await eventually(lambda: harness.api.distinct() == 3, message="the three older lines re-driven")
+    harness.api.delay_s = 0.0
+    await eventually(lambda: harness.api.distinct() == 4 and harness.queue_lines() == [],
+                     message="the line queued meanwhile re-driven as well")
+
+
 async def test_503_for_the_whole_window_counts_as_a_failure_too(harness: Harness) -> None:
     harness.api.mode = "unavailable"
     await harness.receive(payload("-1001", 1))

@@ -194,6 +194,10 @@ class FailureQueue:
     def over_warning(self) -> bool:
         return self.size() > self.warn_bytes
 
+    def holds_only_refused(self) -> bool:
+        """True when no whole line is left for a re-drive: each one is a message the API refused as invalid."""
+        return all(line.record is None or line.permanent for line in self.read_lines())
+
     def read_lines(self, limit_bytes: int | None = None, start: int = 0) -> Generator[QueueLine]:
         """Every complete line from byte `start` (up to `limit_bytes` of the file), with its byte offset."""
         try:

@@ -505,8 +505,13 @@ class Publisher:
             size = self.queue.size()
             if size and size != self._permanent_only_size:
                 report = await self.queue.replay(self._send_for_replay, include_permanent=False)
+                # A replay leaves the lines queued while it ran for the next one: the queue is skipped until
+                # it changes only when nothing but refused lines is left in it.
+                # (the size is read first: a line appended during the scan changes it, so it is not skipped)
+                left = self.queue.size()
+                clean = not report.unreachable and report.failed == 0
                 self._permanent_only_size = (
-                    self.queue.size() if not report.unreachable and report.failed == 0 else None
+                    left if clean and await asyncio.to_thread(self.queue.holds_only_refused) else None
                 )
             await self._redrive_held()
             if self.api_reachable is False and await self.client.probe():
