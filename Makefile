@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Extra arguments for the suite's first pass, e.g. a selection: make test PYTEST_ARGS='tests/unit -x'
+PYTEST_ARGS ?=
 
 .PHONY: venv prereqs up down status test lint bench bench-record clean
 
@@ -39,8 +41,12 @@ test: prereqs venv
 	$(BIN)/mypy
 	@tools/ci/docker-engine.sh || [ "$${TRADINGSYSTEM_REQUIRE_CONTAINERS:-0}" != 1 ] || { echo "make test:" \
 	  "TRADINGSYSTEM_REQUIRE_CONTAINERS=1 but no Docker engine could be started (see above)" >&2; exit 1; }
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
+ifeq ($(strip $(PYTEST_ARGS)),)
 	$(BIN)/python -m tests.support.timescaledb $(BIN)/python -m pytest -p tests.support.external_pg tests/integration tests/e2e
+else
+	@echo "TimescaleDB pass not run: PYTEST_ARGS selects a part of the suite"
+endif
 
 # Every benchmark in a short mode, into var/bench/<date>/; only bench-record rewrites bench/results/.
 bench: venv

@@ -23,8 +23,26 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
                              "--low-rate", "20", "--import-messages", "1000", "--journal-seconds", "0.2",
                              "--profile-import-messages", "1000", "--no-profile", "--max-wait", "0")),
     ("bench.bench_up", ("--runs", "1")),
+    ("bench.bench_containers", ("--runs", "1", "--edits", "1")),
+)
+# Benchmarks that need a Docker engine with Compose v2; without one they are left out with a line saying so.
+NEEDS_ENGINE = {"bench.bench_containers"}
+# Reports that tests produce as they check them (the systemd unit's exposure score): a recording run has
+# those tests write them into bench/results/ too (BENCH_RESULTS_DIR); otherwise they go to var/bench/reports/.
+REPORT_TESTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("systemd-security.txt", ("tests/unit/test_deploy_systemd.py::test_security_exposure_is_within_goal",)),
+    ("systemd-security-container.txt", ("-m", "container", "tests/container/test_systemd_gateway.py")),
 )
 SCRATCH = ROOT / "var" / "bench"
+
+
+def engine_answers() -> bool:
+    try:
+        result = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30, check=False)
+        info = subprocess.run(["docker", "info"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and info.returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,12 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where a short run writes (default: a new directory under {SCRATCH.relative_to(ROOT)}/)")
     parser.add_argument("--only", action="append", default=None, metavar="NAME",
-                        help="run only this benchmark (parser, ceiling, workspace, ingest, gateway, up); repeatable")
+                        help="run only this benchmark (parser, ceiling, workspace, ingest, gateway, up, containers); "
+                             "repeatable")
+    parser.add_argument("--skip", action="append", default=[], metavar="NAME",
+                        help="leave this benchmark out; repeatable")
     args = parser.parse_args(argv)
     if args.record and args.out is not None:
         parser.error("--record writes bench/results/; --out is for short runs")
     selected = [(module, short) for module, short in BENCHMARKS
-                if args.only is None or module.removeprefix("bench.bench_") in args.only]
+                if (args.only is None or module.removeprefix("bench.bench_") in args.only)
+                and module.removeprefix("bench.bench_") not in args.skip]
     if not selected:
         parser.error(f"no benchmark named {args.only}")
     if args.record:
@@ -55,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "BENCH_RESULTS_DIR": str(out)}
     failed: list[str] = []
     started = time.monotonic()
+    engine = engine_answers() if any(module in NEEDS_ENGINE for module, _ in selected) else False
     for module, short in selected:
+        if module in NEEDS_ENGINE and not engine:
+            log(f"{module} left out: no Docker engine with Compose v2 answers (tools/ci/docker-engine.sh starts one)")
+            continue
         command = [sys.executable, "-m", module, *([] if args.record else short)]
         log(f"$ {' '.join(command[1:])}")
         begun = time.monotonic()
@@ -66,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{module} failed (exit {result.returncode})")
         else:
             log(f"{module} done in {time.monotonic() - begun:.0f} s")
+    if args.record and args.only is None:
+        for report, test_args in REPORT_TESTS:
+            if "container" in test_args and not engine_answers():
+                log(f"{report} left out: no Docker engine answers")
+                continue
+            log(f"$ pytest {' '.join(test_args)}  (writes {report})")
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *test_args],
+                                    cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
+            if result.returncode != 0:
+                failed.append(report)
+                log(f"{report}: its test failed (exit {result.returncode})")
     log(f"all done in {time.monotonic() - started:.0f} s; results in {out}")
     if failed:
         log(f"failed: {', '.join(failed)}")

@@ -9,6 +9,7 @@ order; each is one step of the operator's day and relies on the state the previo
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shlex
@@ -30,7 +31,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 IMAGE = "tradingsystem-ci/systemd-gateway:test"
 DOCKERFILE = REPO / "tests/container/systemd.Dockerfile"
-SECURITY_REPORT = REPO / "bench/results/systemd-security-container.txt"
+# A recording run (make bench-record) points BENCH_RESULTS_DIR at bench/results/; otherwise a scratch directory.
+SECURITY_REPORT = Path(os.environ.get("BENCH_RESULTS_DIR") or REPO / "var/bench/reports") / "systemd-security-container.txt"
 EXPOSURE_GOAL = 2.0
 
 UNIT = "tp-capital-gateway.service"

@@ -32,7 +32,8 @@ from tradingsystem.gateway.systemd_unit import (
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_FILE = ROOT / "deploy" / "systemd" / "tp-capital-gateway.service"
-SECURITY_REPORT = ROOT / "bench" / "results" / "systemd-security.txt"
+# A recording run (make bench-record) points BENCH_RESULTS_DIR at bench/results/; otherwise a scratch directory.
+SECURITY_REPORT = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "var" / "bench" / "reports") / "systemd-security.txt"
 EXPOSURE_GOAL = 2.0
 MISSING_USER = "tpgw-absent-user"
 

@@ -24,6 +24,12 @@ if engine_ok && compose_ok; then
 fi
 
 is_debian_root() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+# Inside a container an engine cannot be started without privileges the container was not given.
+in_container() { [ -f /.dockerenv ] || [ -f /run/.containerenv ] || grep -qa 'container=' /proc/1/environ 2>/dev/null; }
+
+if ! engine_ok && in_container; then
+  die "no Docker engine answers, and this is a container: run the container suite on a host with an engine (tools/ci/docker-engine.sh there)"
+fi
 
 if ! is_debian_root; then
   engine_ok || die "no Docker engine answers and this is not root on Debian; install one: sudo apt-get install docker.io containerd runc iptables && sudo systemctl start docker"
@@ -53,8 +59,10 @@ if ! engine_ok; then
   log "starting dockerd (log: $dockerd_log)"
   nohup dockerd >"$dockerd_log" 2>&1 &
   echo $! >/run/tradingsystem-dockerd.pid
+  pid=$(cat /run/tradingsystem-dockerd.pid)
   for _ in $(seq 1 60); do
     engine_ok && break
+    kill -0 "$pid" 2>/dev/null || { tail -n 5 "$dockerd_log" >&2; die "dockerd exited at start; see $dockerd_log"; }
     sleep 1
   done
   engine_ok || die "dockerd did not answer within 60 s; see $dockerd_log"
