@@ -136,6 +136,7 @@ def test_the_readme_commands_on_a_fresh_machine(machine: Machine) -> None:
     # 1. The README's run command.
     up = machine.run("make up")
     assert up.returncode == 0, output(up)
+    assert "warning" not in (up.stdout + up.stderr).lower(), output(up)
     wait_until(lambda: signal_count() >= 5, 120, message="the demo channel's signals on /signals")
     for service, port in PORTS.items():
         path = "/api/items" if service == "workspace" else "/health"
@@ -146,6 +147,7 @@ def test_the_readme_commands_on_a_fresh_machine(machine: Machine) -> None:
 
     down = machine.run("make down")
     assert down.returncode == 0, output(down)
+    assert "warning" not in (down.stdout + down.stderr).lower(), output(down)
     still = {service: port for service, port in PORTS.items() if port_in_use(port)}
     assert still == {}, f"ports still taken after make down: {still}\n{output(down)}"
 
@@ -165,4 +167,4 @@ def test_the_readme_commands_on_a_fresh_machine(machine: Machine) -> None:
     tested = machine.run(MAKE_TEST)
     assert tested.returncode == 0, output(tested)
     assert " passed" in tested.stdout and " failed" not in tested.stdout, output(tested)
-    assert "warning" not in tested.stdout.lower(), output(tested)
+    assert "warning" not in (tested.stdout + tested.stderr).lower(), output(tested)
