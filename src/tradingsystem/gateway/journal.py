@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import shutil
@@ -108,6 +109,10 @@ def _salvage(path: Path) -> tuple[list[IngestPayload], int]:
         conn = sqlite3.connect(path, isolation_level=None)
     except sqlite3.Error:
         return found, gaps
+    # A file shorter than its header says (it lost its end) is refused as a whole unless the schema is
+    # "writable"; this connection only reads, and so gets every page that is still there.
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA writable_schema=ON")
     select = "SELECT seq, payload, state FROM entries NOT INDEXED WHERE seq >= ? ORDER BY seq"
     try:
         position = 0
