@@ -1,4 +1,5 @@
-"""A real, tiny filesystem (tmpfs) for full-disk and read-only tests, and a helper that fills it to the last byte."""
+"""Real, small filesystems for full-disk and read-only tests (tmpfs; ext4 on a loop device that the kernel turns
+read-only under running processes), and a helper that fills one to the last byte."""
 
 from __future__ import annotations
 
@@ -34,6 +35,45 @@ class TinyFilesystem:
         """Make the filesystem read-only (EROFS for every write, root included) or writable again."""
         option = "ro" if read_only else "rw"
         subprocess.run(["mount", "-o", f"remount,{option}", str(self.path)], check=True, capture_output=True)
+
+
+class Ext4Image:
+    """A small ext4 filesystem on a loop device, mounted `errors=remount-ro`: the kernel turns it read-only
+    under running processes (`trigger_fs_error`), as it does when a disk fails."""
+
+    def __init__(self, path: Path, size_mib: int = 128) -> None:
+        self.path, self.size_mib = path, size_mib
+        self.image = path.with_suffix(".img")
+        self.device = ""
+
+    def __enter__(self) -> Ext4Image:
+        self.path.mkdir(parents=True)
+        with self.image.open("wb") as fh:
+            fh.truncate(self.size_mib << 20)
+        self.device = subprocess.run(["losetup", "-f", "--show", str(self.image)], check=True, capture_output=True,
+                                     text=True).stdout.strip()
+        subprocess.run(["mkfs.ext4", "-q", self.device], check=True, capture_output=True)
+        self.mount()
+        return self
+
+    def mount(self) -> None:
+        subprocess.run(["mount", "-o", "errors=remount-ro", self.device, str(self.path)], check=True,
+                       capture_output=True)
+
+    def make_read_only(self) -> None:
+        name = Path(self.device).name
+        Path(f"/sys/fs/ext4/{name}/trigger_fs_error").write_text("fault suite: read-only from now on")
+
+    def repair(self) -> None:
+        """What an operator does: unmount, check the filesystem, mount it again (writable)."""
+        subprocess.run(["umount", str(self.path)], check=True, capture_output=True)
+        subprocess.run(["e2fsck", "-fy", self.device], check=False, capture_output=True)
+        self.mount()
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False, capture_output=True)
+        subprocess.run(["losetup", "-d", self.device], check=False, capture_output=True)
+        self.image.unlink(missing_ok=True)
 
 
 def fill(directory: Path, name: str = "filler") -> Path:

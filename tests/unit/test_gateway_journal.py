@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from tests.support.fs import TinyFilesystem, damage_pages, fill
+from tests.support.fs import Ext4Image, TinyFilesystem, damage_pages, fill
 
-from tradingsystem.gateway.journal import Journal, JournalFullError
+from tradingsystem.gateway.journal import Journal, JournalError, JournalFullError
 
 
 def payload(channel: str, message_id: int, text: str = "Ativo: PETR4 Compra: 30,10") -> dict[str, Any]:
@@ -135,6 +135,24 @@ def test_full_disk_raises_clearly_keeps_what_was_written_and_recovers(tmp_path: 
         j.append_many([payload("-1001", 100 + i, "y" * 2000) for i in range(50)])
         assert j.last_write_error is None
         assert len(j.entries()) == 60
+
+
+def test_a_filesystem_turned_read_only_is_named_as_the_reason(tmp_path: Path) -> None:
+    # Found by the fault suite: the kernel turned the data directory read-only under a running gateway and
+    # /health said only "disk I/O error", the metric only reason="error".
+    reasons: list[str | None] = []
+    with Ext4Image(tmp_path / "fs") as fs:
+        with Journal(fs.path / "data" / "journal.db").open() as j:
+            j.on_write_error = reasons.append
+            j.append_sync(payload("-1001", 1))
+            fs.make_read_only()
+            with pytest.raises(JournalError):
+                j.append_sync(payload("-1001", 2))
+            assert j.last_write_error is not None and j.last_write_error.startswith("read-only filesystem")
+            assert reasons == ["read_only"]
+            with pytest.raises(JournalError):
+                j.mark_delivered([1])
+            assert reasons == ["read_only", "read_only"]
 
 
 def test_database_file_is_a_plain_sqlite_database(journal: Journal) -> None:

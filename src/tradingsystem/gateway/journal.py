@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -30,6 +31,7 @@ log = structlog.get_logger(__name__)
 # synchronous=FULL a WAL commit is fsync'd before COMMIT returns, so `append` returning means durable.
 
 EntryState = Literal["pending", "delivered", "queued", "held"]
+WriteFailure = Literal["disk_full", "read_only", "error"]  # the reasons of telegram_journal_write_errors_total
 
 PENDING: Final = "pending"  # waiting for the API to acknowledge it
 DELIVERED: Final = "delivered"  # the API answered 200 (stored or duplicate); pruned later
@@ -87,6 +89,28 @@ def _is_disk_full(exc: BaseException) -> bool:
         code = getattr(exc, "sqlite_errorcode", None)
         return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def _is_read_only(exc: BaseException, directory: Path) -> bool:
+    """The write failed because the filesystem is read-only (SQLite often reports only "disk I/O error")."""
+    if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+        return True
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_READONLY:
+        return True
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return True
+        # a filesystem the kernel turned read-only after an error refuses writes before statvfs says so
+        with tempfile.TemporaryFile(dir=directory):
+            return False
+    except OSError as probe:
+        return probe.errno == errno.EROFS
+
+
+def _write_failure(exc: BaseException, directory: Path) -> WriteFailure:
+    if _is_disk_full(exc):
+        return "disk_full"
+    return "read_only" if _is_read_only(exc, directory) else "error"
 
 
 def _is_damage(exc: sqlite3.DatabaseError) -> bool:
@@ -300,11 +324,14 @@ class Journal:
                 conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
                 self._rollback_quietly()
-                full = _is_disk_full(exc)
-                self._write_failed(full)
-                self._last_write_error = "disk full" if full else str(exc)
+                reason = _write_failure(exc, self.path.parent)
+                full = reason == "disk_full"
+                self._write_failed(reason)
+                self._last_write_error = {"disk_full": "disk full",
+                                          "read_only": f"read-only filesystem ({exc})"}.get(reason, str(exc))
                 log.error(
-                    "Journal write failed: disk full" if full else "Journal write failed",
+                    {"disk_full": "Journal write failed: disk full",
+                     "read_only": "Journal write failed: read-only filesystem"}.get(reason, "Journal write failed"),
                     path=str(self.path), error=str(exc), messages=len(rows),
                 )
                 if full:
@@ -316,10 +343,10 @@ class Journal:
             self._last_write_error = None
         return seqs
 
-    def _write_failed(self, disk_full: bool) -> None:
+    def _write_failed(self, reason: WriteFailure) -> None:
         self._write_failing = True
         if self.on_write_error is not None:
-            self.on_write_error("disk_full" if disk_full else "error")
+            self.on_write_error(reason)
 
     def _write_ok(self) -> None:
         if self._write_failing:
@@ -377,7 +404,7 @@ class Journal:
                 conn.execute("COMMIT")
             except (sqlite3.Error, OSError) as exc:
                 self._rollback_quietly()
-                self._write_failed(_is_disk_full(exc))
+                self._write_failed(_write_failure(exc, self.path.parent))
                 raise JournalError(f"journal update failed: {exc}") from exc
         self._write_ok()
 

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 # reasons a message left the normal path; pre-created so every series exists from startup at 0
 FAILURE_REASONS = ("max_retries", "rejected", "queue_full")
-JOURNAL_WRITE_ERRORS = ("disk_full", "error")
+JOURNAL_WRITE_ERRORS = ("disk_full", "read_only", "error")
 
 
 class GatewayMetrics:
