@@ -73,7 +73,9 @@ def write_export(path: Path, number: int, count: int, first_id: int = 1) -> Path
 
 def payloads(number: int, ids: range) -> list[dict[str, Any]]:
     """Ingest payloads as the gateway journals them (for seeding a journal or a failure queue)."""
-    return [{"channelId": channel_id(number), "messageId": i, "timestamp": "2025-10-24T19:30:39Z",
+    # each message its own time, one second apart, as in the exports `write_export` writes
+    return [{"channelId": channel_id(number), "messageId": i,
+             "timestamp": datetime.fromtimestamp(1_760_000_000 + i, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "text": f"{TEXTS[i % len(TEXTS)]} #{i}", "kind": "new", "editDate": None, "photos": [],
              "source": "bot", "chatTitle": "Fault", "forwardedFrom": None} for i in ids]
 
