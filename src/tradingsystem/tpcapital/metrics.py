@@ -69,6 +69,10 @@ class TpCapitalMetrics:
             "tpcapital_http_request_duration_seconds", "HTTP request duration", ["method", "route", "status"],
             registry=r, buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.ingest_group_size = Histogram(
+            "tpcapital_ingest_group_size", "Single deliveries stored together by one statement and one commit",
+            registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000),
+        )
         self.channel_performance = ChannelPerformanceCollector()
         r.register(self.channel_performance)
         for kind in PARSE_KINDS:
@@ -76,5 +80,13 @@ class TpCapitalMetrics:
         for reason in FAILURE_REASONS:
             self.validation_failures.labels(reason)
 
+        # Label children looked up once: `.labels()` costs a lock and a dict walk on every call.
+        self.parsed_by_kind = {kind: self.parsed.labels(kind) for kind in PARSE_KINDS}
+        self._durations: dict[tuple[str, str, int], Any] = {}
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.http_duration.labels(method, route, str(status)).observe(seconds)
+        # Bounded: route templates, methods and statuses are finite sets.
+        child = self._durations.get((method, route, status))
+        if child is None:
+            child = self._durations[(method, route, status)] = self.http_duration.labels(method, route, str(status))
+        child.observe(seconds)

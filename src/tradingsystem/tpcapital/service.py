@@ -14,6 +14,7 @@ import structlog
 
 from tradingsystem.core.db import Database
 from tradingsystem.core.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from tradingsystem.core.group_commit import GroupCommit
 from tradingsystem.core.migrations import MIGRATION_LOCK_KEY, timescaledb_in_use
 from tradingsystem.core.timeutil import iso_ms_or_none, iso_us
 from tradingsystem.tpcapital import repository as repo
@@ -23,6 +24,9 @@ from tradingsystem.tpcapital.parser import Update, parse_message, to_json_dict
 
 log = structlog.get_logger(__name__)
 MAX_BATCH = 1000
+# Single deliveries waiting on the database at once share a statement and a commit (decision 13). Two groups
+# may be with the database together, so that one group's commit overlaps the next group's statement.
+GROUP_INFLIGHT = 2
 SOURCES = ("user", "bot", "backfill", "import", "replay")
 
 
@@ -176,6 +180,8 @@ class TpCapitalService:
         self.tokens = tokens
         self.rules = rules or repo.StateRules(horizon_days=30, timezone="America/Sao_Paulo")
         self._timescaledb: bool | None = None
+        self._group: GroupCommit[tuple[IngestMessage, dict[str, Any]], asyncpg.Record] = GroupCommit(
+            self._store_group, max_size=MAX_BATCH, max_inflight=GROUP_INFLIGHT)
 
     async def apply_message_compression(self, after_days: int) -> str:
         """Make the compression policy on raw messages match MESSAGES_COMPRESS_AFTER_DAYS (0: no policy).
@@ -225,7 +231,7 @@ class TpCapitalService:
             return {"success": True, "messageId": message.message_id, "stored": False, "reason": "duplicate"}
         kind = parsed["kind"]
         self.metrics.stored.inc()
-        self.metrics.parsed.labels(kind).inc()
+        self.metrics.parsed_by_kind[kind].inc()
         return {"success": True, "messageId": message.message_id, "stored": True, "kind": kind,
                 "signalId": row["signal_id"]}
 
@@ -238,8 +244,36 @@ class TpCapitalService:
         if warnings:
             log.warning("Unusual payload", warnings=warnings, channel_id=message.channel_id)
         parsed = parse_for_storage(message)
-        rows = await self.db.run(lambda c: repo.ingest(c, [message], [parsed]))
-        return self._outcome(message, parsed, rows[0])
+        # Answered only after the group that holds this message has committed.
+        row = await self._group.submit((message, parsed))
+        return self._outcome(message, parsed, row)
+
+    async def _store_group(self, group: list[tuple[IngestMessage, dict[str, Any]]]
+                           ) -> list[asyncpg.Record | BaseException]:
+        """One statement and one commit for the group; each message's own row (stored or duplicate), in order."""
+        # Sorted by message key, like a batch, so that concurrent groups take their per-message locks in one order.
+        self.metrics.ingest_group_size.observe(len(group))
+        order = sorted(range(len(group)), key=lambda i: (group[i][0].channel_id, group[i][0].message_id))
+        try:
+            rows = await self.db.run(lambda c: repo.ingest(c, [group[i][0] for i in order],
+                                                           [group[i][1] for i in order]))
+        except asyncpg.PostgresError:
+            if len(group) == 1:
+                raise
+            # One message the database refuses (a NUL character, say) must not fail the others: nothing of the
+            # group was committed, so each goes again alone and gets its own answer.
+            return [await self._store_alone(item) for item in group]
+        outcomes: list[asyncpg.Record | BaseException] = list(rows)
+        for i, row in zip(order, rows, strict=True):
+            outcomes[i] = row
+        return outcomes
+
+    async def _store_alone(self, item: tuple[IngestMessage, dict[str, Any]]) -> asyncpg.Record | BaseException:
+        try:
+            rows = await self.db.run(lambda c: repo.ingest(c, [item[0]], [item[1]]))
+        except asyncpg.PostgresError as exc:
+            return exc
+        return rows[0]
 
     async def ingest_batch(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
