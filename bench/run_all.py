@@ -22,6 +22,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("bench.bench_gateway", ("--runs", "1", "--duration", "1", "--warmup", "10", "--rate", "50",
                              "--low-rate", "20", "--import-messages", "1000", "--journal-seconds", "0.2",
                              "--profile-import-messages", "1000", "--no-profile", "--max-wait", "0")),
+    ("bench.bench_gateway_memory", ("--runs", "1", "--settle", "1")),
     ("bench.bench_up", ("--runs", "1")),
     ("bench.bench_containers", ("--runs", "1", "--edits", "1")),
 )
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help=f"where a short run writes (default: a new directory under {SCRATCH.relative_to(ROOT)}/)")
     parser.add_argument("--only", action="append", default=None, metavar="NAME",
-                        help="run only this benchmark (parser, ceiling, workspace, ingest, gateway, up, containers); "
-                             "repeatable")
+                        help="run only this benchmark (parser, ceiling, workspace, ingest, gateway, gateway_memory, "
+                             "up, containers); repeatable")
     parser.add_argument("--skip", action="append", default=[], metavar="NAME",
                         help="leave this benchmark out; repeatable")
     args = parser.parse_args(argv)

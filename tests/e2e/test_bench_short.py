@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "bench" / "results"
-EXPECTED = {"parser.json", "ceiling.json", "workspace.json", "ingest.json", "gateway.json", "up.json", "SUMMARY.md"}
+EXPECTED = {"parser.json", "ceiling.json", "workspace.json", "ingest.json", "gateway.json", "gateway_memory.json", "up.json", "SUMMARY.md"}
 
 
 def snapshot(directory: Path) -> dict[str, str]:

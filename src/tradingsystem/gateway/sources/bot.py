@@ -11,6 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+
+from tradingsystem.gateway.sources.aiogram_import import complete, import_aiogram
+
+# Before any aiogram import: its models are then built when first used, not all at once (aiogram_import.py).
+import_aiogram()
+
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -23,7 +29,7 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import CopyMessage, DeleteWebhook, GetMe
 from aiogram.methods.base import TelegramMethod
-from aiogram.types import Message, MessageOriginChannel, Update
+from aiogram.types import Message, MessageId, MessageOriginChannel, Update, User
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -33,6 +39,8 @@ from tradingsystem.gateway.sources.common import BOT_PHOTO_PREFIX, Kind, iso_fro
 from tradingsystem.gateway.types import IngestPayload, MessageSink, Monitored, SourceState
 
 log = structlog.get_logger(__name__)
+# What this source sends and validates, built now; aiogram's other models stay unbuilt (aiogram_import.py).
+complete(Update, Message, MessageOriginChannel, User, MessageId, GetMe, DeleteWebhook, CopyMessage)
 
 ALLOWED_UPDATES = ["channel_post", "edited_channel_post", "message", "edited_message"]
 _GROUP_TYPES = frozenset({"group", "supergroup"})
