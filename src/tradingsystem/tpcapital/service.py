@@ -225,15 +225,26 @@ class TpCapitalService:
         self.metrics.validation_failures.labels(failure_reason(details)).inc()
         log.info("Rejected payload", details=details)
 
-    def _outcome(self, message: IngestMessage, parsed: dict[str, Any], row: asyncpg.Record) -> dict[str, Any]:
+    @staticmethod
+    def _outcome(message: IngestMessage, parsed: dict[str, Any], row: asyncpg.Record) -> dict[str, Any]:
         if not row["stored"]:
-            self.metrics.duplicates.inc()
             return {"success": True, "messageId": message.message_id, "stored": False, "reason": "duplicate"}
-        kind = parsed["kind"]
-        self.metrics.stored.inc()
-        self.metrics.parsed_by_kind[kind].inc()
-        return {"success": True, "messageId": message.message_id, "stored": True, "kind": kind,
+        return {"success": True, "messageId": message.message_id, "stored": True, "kind": parsed["kind"],
                 "signalId": row["signal_id"]}
+
+    def _count(self, outcomes: list[dict[str, Any]]) -> None:
+        """The stored/duplicate/parse counters, once per request rather than once per message."""
+        kinds: dict[str, int] = {}
+        for outcome in outcomes:
+            if outcome["stored"]:
+                kinds[outcome["kind"]] = kinds.get(outcome["kind"], 0) + 1
+        stored = sum(kinds.values())
+        if stored:
+            self.metrics.stored.inc(stored)
+        if len(outcomes) > stored:
+            self.metrics.duplicates.inc(len(outcomes) - stored)
+        for kind, n in kinds.items():
+            self.metrics.parsed_by_kind[kind].inc(n)
 
     async def ingest_one(self, payload: Any) -> dict[str, Any]:
         message, details, warnings = validate_ingest(payload)
@@ -246,7 +257,9 @@ class TpCapitalService:
         parsed = parse_for_storage(message)
         # Answered only after the group that holds this message has committed.
         row = await self._group.submit((message, parsed))
-        return self._outcome(message, parsed, row)
+        outcome = self._outcome(message, parsed, row)
+        self._count([outcome])
+        return outcome
 
     async def _store_group(self, group: list[tuple[IngestMessage, dict[str, Any]]]
                            ) -> list[asyncpg.Record | BaseException]:
@@ -293,16 +306,18 @@ class TpCapitalService:
                 results[index] = {"messageId": given, "stored": False, "error": "Validation failed",
                                   "details": details}
                 continue
-            self.metrics.received.inc()
             valid.append((index, message, parse_for_storage(message)))
         if valid:
+            self.metrics.received.inc(len(valid))
             # Sorted by message key so that concurrent batches take their per-message locks in one order.
             ordered = sorted(valid, key=lambda v: (v[1].channel_id, v[1].message_id))
             rows = await self.db.run(
                 lambda c: repo.ingest(c, [m for _, m, _ in ordered], [p for _, _, p in ordered])
             )
-            for (index, message, parsed), row in zip(ordered, rows, strict=True):
-                outcome = self._outcome(message, parsed, row)
+            outcomes = [self._outcome(message, parsed, row) for (_, message, parsed), row in zip(ordered, rows,
+                                                                                                 strict=True)]
+            self._count(outcomes)
+            for (index, _, _), outcome in zip(ordered, outcomes, strict=True):
                 outcome.pop("success")
                 if outcome.get("signalId") is None:
                     outcome.pop("signalId", None)
