@@ -88,7 +88,7 @@ async def test_replay_of_a_broken_file_reports_and_keeps_running(tmp_path: Path)
 
 
 def test_the_bot_source_builds_only_the_aiogram_models_it_uses_and_the_others_still_work() -> None:
-    """A fresh interpreter: aiogram's ~400 models are not all built at import (decision 13), yet any of them
+    """A fresh interpreter: aiogram's ~400 models are not all built at import (decision 14), yet any of them
     validates when first used, with aiogram's forward references resolved."""
     # Imported the way the gateway imports it: the bot module first (aiogram comes in through it).
     probe = (
