@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Extra arguments for the suite's first pass, e.g. a selection: make test PYTEST_ARGS='tests/unit -x'
 PYTEST_ARGS ?=
 
-.PHONY: venv prereqs up down status test lint bench bench-record clean
+.PHONY: venv prereqs up down status test lint bench bench-record reliability-record clean
 
 $(BIN)/tradingsystem: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: venv
 
 bench-record: venv
 	$(BIN)/python -m bench.run_all --record
+
+# The fault suite alone (it also runs in `make test`), rewriting bench/results/reliability.md with its counts.
+reliability-record: venv
+	TRADINGSYSTEM_RECORD_RELIABILITY=1 $(BIN)/pytest -m fault -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

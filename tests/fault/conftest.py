@@ -18,12 +18,6 @@ from tests.support.pg import PgServer
 from tests.support.servers import ProcessServer
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/fault/" in str(item.path).replace("\\", "/"):
-            item.add_marker(pytest.mark.fault)
-
-
 @pytest.fixture(scope="session")
 def fault_dir() -> Iterator[Path]:
     # Not under pytest's base temp (a concurrent run resets it to 0700 under the embedded PostgreSQL's feet).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import platform
@@ -32,6 +33,9 @@ NEXT_TOKEN = "fault-gateway-next-8d2e6b4c1a9f"  # a second accepted token: rotat
 BOT_TOKEN = "918273645:AAFaultSuiteBotTokenThatNeverReachesALog"
 DB_PASSWORD = "fault-db-password-Qm7Rk2Zp"
 DB_ROLE = "fault_suite"
+# A Telethon session string (what an operator might keep in TELEGRAM_SESSION_STRING): every service has it in
+# its environment, and it must never be logged either.
+SESSION_STRING = "1BJWap1sBu" + base64.urlsafe_b64encode(bytes((i * 7 + 3) % 256 for i in range(262))).decode()
 
 # The environment a service must not inherit from the runner (it would point it elsewhere).
 _ISOLATED_PREFIXES = ("TELEGRAM_", "GATEWAY_", "API_", "FAILURE_QUEUE_", "MAX_RETRIES", "BASE_RETRY", "TIMESCALEDB_",
@@ -47,6 +51,7 @@ TEXTS = (
 
 def service_env(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_ISOLATED_PREFIXES)}
+    env["TELEGRAM_SESSION_STRING"] = SESSION_STRING
     env.update(values)
     return env
 
@@ -207,6 +212,7 @@ class Row:
     seconds: float | None
     seconds_label: str
     note: str = ""
+    unit: str = ""  # a row that counts something else than messages: requests, log lines
 
 
 @dataclass
@@ -260,8 +266,11 @@ class Ledger:
         ]
         for r in self.rows:
             took = f"{r.seconds_label} {r.seconds:.1f} s" if r.seconds is not None else "-"
-            lines.append(f"| {r.case} | {r.sent:,} | {r.stored:,} | {r.lost:,} | {r.duplicated:,} | {took} | "
-                         f"{r.note} |")
+            if r.unit:
+                lines.append(f"| {r.case} | {r.sent:,} {r.unit} | - | - | - | - | {r.note} |")
+            else:
+                lines.append(f"| {r.case} | {r.sent:,} | {r.stored:,} | {r.lost:,} | {r.duplicated:,} | {took} | "
+                             f"{r.note} |")
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -296,3 +305,9 @@ def journaled_ids(data_dir: Path, channel: str) -> set[int]:
                                                      (channel,))}
         finally:
             conn.close()
+
+
+def note_row(ledger: Ledger, case: str, count: int, unit: str, note: str) -> None:
+    """A row that counts something else than messages (fuzzing and token requests, log lines searched)."""
+    ledger.rows.append(Row(case, count, 0, 0, 0, None, "", note, unit=unit))
+    print(f"\n[fault] {case}: {count} {unit}  {note}")

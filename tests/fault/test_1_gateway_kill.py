@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.fault.harness import (
     GATEWAY_TOKEN,
     Ledger,
@@ -21,6 +23,8 @@ from tests.fault.harness import (
     write_export,
 )
 from tests.support.servers import ProcessServer, wait_until
+
+pytestmark = pytest.mark.fault
 
 
 def drain_journal(services: Services, data: Path, api: ProcessServer, channel: str, fault_db: str,

@@ -22,6 +22,8 @@ from tests.fault.harness import (
 from tests.support.servers import wait_until
 from tradingsystem.core.embedded import free_port
 
+pytestmark = pytest.mark.fault
+
 OUTAGE_S = 20.0
 
 

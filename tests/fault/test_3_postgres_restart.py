@@ -32,6 +32,8 @@ from tests.support.pg import PgCluster
 from tests.support.servers import ProcessServer, wait_until
 from tradingsystem.core.embedded import free_port
 
+pytestmark = pytest.mark.fault
+
 
 @pytest.fixture
 def own_cluster() -> Iterator[PgCluster]:

@@ -24,6 +24,8 @@ from tests.support.servers import ProcessServer, wait_until
 from tradingsystem.gateway.failure_queue import FailureQueue
 from tradingsystem.gateway.journal import Journal
 
+pytestmark = pytest.mark.fault
+
 HALF = N // 2
 
 

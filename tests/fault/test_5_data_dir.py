@@ -27,6 +27,8 @@ from tests.fault.harness import (
 from tests.support.fs import Ext4Image, TinyFilesystem, fill
 from tests.support.servers import ProcessServer, wait_until
 
+pytestmark = pytest.mark.fault
+
 
 def test_full_data_directory_mid_burst_loses_nothing_and_resumes_when_space_returns(
         services: Services, shared_api: ProcessServer, fault_db: str, fault_dir: Path, ledger: Ledger) -> None:

@@ -24,6 +24,8 @@ from tests.fault.harness import (
 from tests.support.fake_bot_api import FakeBotApi
 from tests.support.servers import ProcessServer, wait_until
 
+pytestmark = pytest.mark.fault
+
 RATE = 500
 DURATION_S = 60
 WARMUP_S = 5  # RSS is compared from here on: imports and the first requests have happened by then

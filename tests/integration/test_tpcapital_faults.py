@@ -1,4 +1,4 @@
-"""TP Capital under faults: no token, database away, SIGTERM during a batch; reparse; fuzzing."""
+"""TP Capital under faults: no token, database away, SIGTERM during a batch; reparse. (Fuzzing: tests/fault/.)"""
 
 from __future__ import annotations
 
@@ -12,11 +12,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import schemathesis
 
 from tests.integration.conftest import TOKEN
-from tests.integration.test_dashboard_compat import Gateway, stack, world  # noqa: F401 (fixtures)
-from tests.support.fuzz import documented_operations, fuzz_service
 from tests.support.pg import PgCluster
 from tests.support.servers import ProcessServer, ThreadServer, tradingsystem_argv, wait_until
 from tradingsystem.core.embedded import free_port
@@ -136,23 +133,3 @@ async def test_reparse_fixes_history_and_is_idempotent(api: httpx.Client, databa
             assert [(e["event"], e["target"]) for e in events] == [("target_hit", 1)]
     finally:
         await conn.close()
-
-
-@pytest.fixture
-def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RATE_LIMIT_MAX", "1000000")
-
-
-def test_schemathesis_every_answer_matches_the_document(unthrottled: None,
-                                                       stack: tuple[httpx.Client, Gateway]) -> None:  # noqa: F811
-    # The API with a real gateway beside it (its control surface answers the old API's routes) and the
-    # database up: every answer must be a declared one, and none a 5xx.
-    client, _ = stack
-    url = str(client.base_url).rstrip("/")
-
-    def with_token(case: schemathesis.Case) -> None:
-        case.headers = {**(case.headers or {}), "X-Gateway-Token": TOKEN}
-
-    report = fuzz_service(url, examples_per_operation=80, prepare=with_token)
-    assert report.sent >= 1000
-    assert report.operations == documented_operations(url)
