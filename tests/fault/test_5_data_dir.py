@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fault.harness import (
@@ -30,6 +31,14 @@ from tests.support.servers import ProcessServer, wait_until
 pytestmark = pytest.mark.fault
 
 
+def journaled(gateway: ProcessServer, channel: str) -> float:
+    """Messages the gateway has journaled (and so acknowledged to its source) so far."""
+    try:
+        return metric(gateway, f'telegram_messages_received_total{{channel_id="{channel}"}}')
+    except (AssertionError, httpx.HTTPError):
+        return 0.0  # not serving yet, or no message of the channel yet
+
+
 def test_full_data_directory_mid_burst_loses_nothing_and_resumes_when_space_returns(
         services: Services, shared_api: ProcessServer, fault_db: str, fault_dir: Path, ledger: Ledger) -> None:
     number = 1950000001
@@ -39,9 +48,9 @@ def test_full_data_directory_mid_burst_loses_nothing_and_resumes_when_space_retu
         data = fs.path / "data"
         gateway = services.gateway(data, shared_api.url, name="gateway-disk-full", TELEGRAM_REPLAY_FILE=str(export))
         try:
-            wait_until(lambda: stored(fault_db, channel) >= N // 5, 180, interval=0.05,
-                       message="the burst under way")
+            wait_until(lambda: journaled(gateway, channel) >= N // 5, 180, interval=0.02, message="the burst under way")
             filler = fill(fs.path)
+            assert journaled(gateway, channel) < N, "the disk must fill while the source is still handing over"
             wait_until(lambda: health(gateway).get("error", "").startswith("Journal write failed: disk full"), 60,
                        message="/health to say the disk is full")
             body = health(gateway)
@@ -90,7 +99,7 @@ def test_read_only_data_directory_mid_burst_loses_nothing_acknowledged(
     data = ext4.path / "data"
     gateway = services.gateway(data, shared_api.url, name="gateway-read-only", TELEGRAM_REPLAY_FILE=str(export))
     try:
-        wait_until(lambda: stored(fault_db, channel) >= N // 5, 180, interval=0.05, message="the burst under way")
+        wait_until(lambda: journaled(gateway, channel) >= N // 5, 180, interval=0.02, message="the burst under way")
         ext4.make_read_only()
         wait_until(lambda: "error" in health(gateway), 60, message="/health to say the journal cannot be written")
         body = health(gateway)
