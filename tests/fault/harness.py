@@ -254,7 +254,8 @@ class Ledger:
             f"- date: {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}",
             f"- machine: {uname.system} {uname.release} {uname.machine}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}",
-            f"- load average at start {list(self.load_at_start)}, at end {list(os.getloadavg())}: the machine "
+            f"- load average at start {[round(x, 2) for x in self.load_at_start]}, at end "
+            f"{[round(x, 2) for x in os.getloadavg()]}: the machine "
             "is shared with other engineers' test runs, so times are what a busy 2-core machine gives",
             f"- suite wall clock: {time.monotonic() - self.started:.0f} s",
             "",
