@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.support.pg import ExternalServer, PgCluster, PgServer, external_admin_url
 from tradingsystem.core.embedded import free_port
@@ -34,6 +35,15 @@ def database_url(pg_cluster: PgServer) -> Iterator[str]:
     name = pg_cluster.create_database()
     yield pg_cluster.url(name)
     pg_cluster.drop_database(name)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_configuration() -> Iterator[None]:
+    """A test that runs a service in-process configures its logging (level filter included); the next test must
+    not inherit it, or its info lines vanish depending on which tests ran before."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 CONTAINER_SUITE = pytest.StashKey[str]()
