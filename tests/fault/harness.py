@@ -125,6 +125,7 @@ class Services:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.started: list[ProcessServer] = []
+        self.commands: list[subprocess.Popen[bytes]] = []
 
     def _log(self, name: str) -> Path:
         return self.log_dir / f"{name}-{len(list(self.log_dir.iterdir()))}.log"
@@ -164,12 +165,18 @@ class Services:
     def command(self, args: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
         """A CLI command (`gateway import …`) with its output in the log directory."""
         with self._log(name).open("ab") as log:  # the child has its own copy of the descriptor
-            return subprocess.Popen(tradingsystem_argv(*args), env=service_env(**env), cwd=self.log_dir,
+            proc = subprocess.Popen(tradingsystem_argv(*args), env=service_env(**env), cwd=self.log_dir,
                                     stdout=log, stderr=subprocess.STDOUT)
+        self.commands.append(proc)
+        return proc
 
     def stop_all(self) -> None:
         for server in self.started:
             server.stop()
+        for proc in self.commands:  # a command a failed or interrupted case left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
 
 
 def kill9(server: ProcessServer) -> None:
