@@ -209,6 +209,27 @@ def test_batch_delivery_and_reparse_give_the_same_links(lifecycle_api: httpx.Cli
     assert report_command(None, "yesterday", None, None, dsn=database_url) == 2
 
 
+def test_older_messages_after_newer_ones_give_the_in_order_links(lifecycle_api: httpx.Client) -> None:
+    # A gateway's failure queue re-driven after newer messages went straight through: the older half arrives
+    # last, one by one or in a batch, or the whole history newest first. The links and states are the same.
+    api = lifecycle_api
+    history = [m for m in MESSAGES if m["channelId"] == "-1001000000001"]
+    half = len(history) // 2
+    replay(api, history, channel="-1001000000010")
+    expected = snapshot(api, "-1001000000010")
+    assert any(expected[0].values()) and any(link is None for link in expected[0].values())
+
+    replay(api, history[half:] + history[:half], channel="-1001000000011")
+    replay(api, history[::-1], channel="-1001000000012")
+    for channel, parts in (("-1001000000013", (history[half:], history[:half])),
+                           ("-1001000000014", (history[::-1],))):
+        for part in parts:
+            response = api.post("/ingest/batch", json={"messages": [payload(m, channel) for m in part]})
+            assert response.status_code == 200, response.text
+    for channel in ("-1001000000011", "-1001000000012", "-1001000000013", "-1001000000014"):
+        assert snapshot(api, channel) == expected, channel
+
+
 ORDERED = [m for m in MESSAGES if m["channelId"] == "-1001000000001" and m["messageId"] in
            (101, 102, 103, 104, 107, 109, 110, 112, 113, 114, 115, 116, 117, 118)]
 
