@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_gateway import PinnedService
-from bench.common import SERVER_CORE, START_TIMEOUT_S, log, machine_info, write_result
+from bench.common import SERVER_CORE, log, machine_info, write_result
 from tradingsystem.core.embedded import free_port
 
 CONFIGS = ("none", "bot", "user", "both")
@@ -41,20 +39,7 @@ BUDGET_MB = 150.0  # the seed's own limit for the gateway
 class LiveGateway(PinnedService):
     """Ready when `/health/live` answers: `/health` is 503 by contract while no source can work."""
 
-    def start(self) -> None:
-        with self.logfile.open("wb") as out:
-            self.proc = subprocess.Popen(self.command, cwd=self.workdir, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/live", timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            time.sleep(0.2)
-        raise RuntimeError(f"gateway did not answer within {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+    ready_path = "/health/live"
 
     def health(self) -> dict[str, Any]:
         try:

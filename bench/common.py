@@ -115,6 +115,9 @@ def postgres_settings(pg: EmbeddedPostgres) -> dict[str, str]:
 class Service:
     """`tradingsystem serve NAME` pinned to SERVER_CORE, started in a clean directory (no stray .env)."""
 
+    # What answers 200 once the service is ready to be measured.
+    ready_path = "/health"
+
     def __init__(self, name: str, env: dict[str, str], port: int) -> None:
         self.name = name
         self.port = port
@@ -138,11 +141,12 @@ class Service:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(urllib.error.URLError, OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=2) as answer:
                     if answer.status == 200:
                         return
             time.sleep(0.2)
-        raise RuntimeError(f"{self.name} was not healthy within {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} did not answer {self.ready_path} within {START_TIMEOUT_S:.0f} s:\n"
+                           f"{self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.logfile.read_text(errors="replace")[-chars:] if self.logfile.exists() else ""

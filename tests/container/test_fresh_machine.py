@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.support.compose import build_test_image, copy_checkout
 from tests.support.servers import wait_until
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]
@@ -72,12 +73,6 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def checkout_files() -> list[str]:
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    return [name for name in listed if name]
-
-
 @pytest.fixture(scope="module")
 def image(docker_engine: str, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     context = tmp_path_factory.mktemp("fresh-context")
@@ -85,22 +80,8 @@ def image(docker_engine: str, base_image: str, tmp_path_factory: pytest.TempPath
     subprocess.run(["git", "clone", "--quiet", "--no-local", str(REPO), str(clone)], check=True, timeout=120)
     # A clone holds what is committed; in a working copy with edits the files as they are now go on top
     # (CI's checkout is clean, so there the clone is exactly main).
-    for name in checkout_files():
-        source = REPO / name
-        if source.is_file() and not source.is_symlink():
-            target = clone / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-            target.chmod(source.stat().st_mode & 0o777)
-    started = time.monotonic()
-    result = subprocess.run(
-        [docker_engine, "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}",
-         "-f", str(DOCKERFILE), "-t", IMAGE, str(context)],
-        capture_output=True, text=True, check=False, timeout=1200,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    print(f"\nfresh-machine image {IMAGE} built in {time.monotonic() - started:.0f} s")
-    return IMAGE
+    copy_checkout(clone)
+    return build_test_image(docker_engine, base_image, DOCKERFILE, IMAGE, context)
 
 
 @pytest.fixture(params=sorted(CHECKOUTS))

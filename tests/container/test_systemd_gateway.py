@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.compose import build_test_image, copy_checkout
 
 from tradingsystem.gateway.systemd_unit import render_unit
 
@@ -173,28 +174,9 @@ def burst_export(count: int) -> str:
 def image(docker_engine: str, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The systemd image with the release (this checkout's files, as `git` sees them) in /opt/tradingsystem."""
     context = tmp_path_factory.mktemp("systemd-context")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
-    release = context / "release"
     # The release is what an operator copies; the test's own stand-ins go in separately (STANDIN_FILES).
-    for name in filter(None, listed):
-        if name.startswith("tests/"):
-            continue
-        source = REPO / name
-        if source.is_file() and not source.is_symlink():
-            target = release / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-            target.chmod(source.stat().st_mode & 0o777)
-    started = time.monotonic()
-    result = subprocess.run(
-        [docker_engine, "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}",
-         "-f", str(DOCKERFILE), "-t", IMAGE, str(context)],
-        capture_output=True, text=True, check=False, timeout=1200,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    print(f"\nsystemd image {IMAGE} built in {time.monotonic() - started:.0f} s")
-    return IMAGE
+    copy_checkout(context / "release", skip_tests=True)
+    return build_test_image(docker_engine, base_image, DOCKERFILE, IMAGE, context)
 
 
 @pytest.fixture(scope="module")

@@ -99,6 +99,35 @@ def copy_project(target: Path) -> Path:
     return target
 
 
+def copy_checkout(target: Path, skip_tests: bool = False) -> Path:
+    """This checkout's files as git sees them (tracked and untracked, not ignored), as they are now, into target."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if skip_tests and name.startswith("tests/"):
+            continue
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            copy = target / name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(source.read_bytes())
+            copy.chmod(source.stat().st_mode & 0o777)
+    return target
+
+
+def build_test_image(docker_client: str, base_image: str, dockerfile: Path, tag: str, context: Path) -> str:
+    """`docker build` of a test machine from the local Debian base (registries reached through the host)."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [docker_client, "build", "--network", "host", "--build-arg", f"BASE_IMAGE={base_image}",
+         "-f", str(dockerfile), "-t", tag, str(context)],
+        capture_output=True, text=True, check=False, timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    print(f"\nimage {tag} built in {time.monotonic() - started:.0f} s")
+    return tag
+
+
 @dataclass
 class ComposeStack:
     """One stack of both compose files under its own TRADINGSYSTEM_STACK name, on free host ports."""
