@@ -120,6 +120,17 @@ def test_unknown_category_is_rejected_with_the_active_list(workspace: httpx.Clie
     assert response.json()["details"][0].startswith("category must be one of: feature, bug, task")
 
 
+def test_an_inactive_category_is_refused_and_nothing_is_stored(workspace: httpx.Client) -> None:
+    assert workspace.patch(f"/api/categories/{ITEM['category']}/toggle").json()["data"]["is_active"] is False
+    response = workspace.post("/api/items", json={**ITEM, "id": "in-inactive-category"})
+    assert response.status_code == 400
+    [detail] = response.json()["details"]
+    assert detail.startswith("category must be one of: ") and ITEM["category"] not in detail.split(": ", 1)[1]
+    assert workspace.get("/api/items/in-inactive-category").status_code == 404
+    assert workspace.patch(f"/api/categories/{ITEM['category']}/toggle").json()["data"]["is_active"] is True
+    create(workspace, id="in-inactive-category")
+
+
 def test_update_rejects_unknown_fields_and_bad_values(workspace: httpx.Client) -> None:
     item = create(workspace)
     response = workspace.put(f"/api/items/{item['id']}", json={"titel": "typo"})

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from tradingsystem.core.errors import Conflict, ServiceError, ValidationFailed
-from tradingsystem.core.http import FastJSON
+from tradingsystem.core.http import FastJSON, LeanRoute
 from tradingsystem.core.openapi import read_json
 from tradingsystem.core.timeutil import iso_ms
 from tradingsystem.tpcapital.gateway_link import (
@@ -26,7 +26,7 @@ from tradingsystem.tpcapital.routes import Channel, _svc, require_api_key
 from tradingsystem.tpcapital.service import TpCapitalService
 
 log = structlog.get_logger(__name__)
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 ChannelIdValue = Annotated[str | int, Field(description="A channel id; numbers are accepted as the old API did")]
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tradingsystem.core.errors import Forbidden, Unauthorized, ValidationFailed
-from tradingsystem.core.http import FastJSON
+from tradingsystem.core.http import FastJSON, LeanRoute
 from tradingsystem.core.logging import recent_records
 from tradingsystem.core.openapi import json_body, read_json, responses
 from tradingsystem.tpcapital.models import (
@@ -34,7 +34,7 @@ from tradingsystem.tpcapital.parser import SIGNAL_TYPES
 from tradingsystem.tpcapital.repository import EventFilter, SignalFilter
 from tradingsystem.tpcapital.service import TpCapitalService
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

@@ -71,14 +71,27 @@ async def get_item(conn: asyncpg.Connection, item_id: str) -> asyncpg.Record | N
     return await conn.fetchrow(f"SELECT {ITEM_COLUMNS} FROM workspace.items WHERE id = $1", item_id)
 
 
-async def insert_item(conn: asyncpg.Connection, values: dict[str, Any]) -> asyncpg.Record | None:
-    """Insert; None when the id already exists (the database decides, not a prior read)."""
-    return await conn.fetchrow(
-        f"INSERT INTO workspace.items (id, title, description, category, priority, status, tags, metadata) "
-        f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING {ITEM_COLUMNS}",
+async def insert_item_in_active_category(conn: asyncpg.Connection, values: dict[str, Any]
+                                         ) -> tuple[asyncpg.Record | None, list[str] | None]:
+    """Insert when the item's category is active, in one statement and so one round trip (no transaction to
+    open and commit). Returns (row, None) when stored, (None, None) when the id exists, and (None, the active
+    category names) when the category is not one of them."""
+    row = await conn.fetchrow(
+        "WITH active AS (SELECT coalesce(array_agg(name ORDER BY display_order, name), '{}') AS names "
+        "                  FROM workspace.categories WHERE is_active), "
+        "stored AS (INSERT INTO workspace.items (id, title, description, category, priority, status, tags, metadata) "
+        "           SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text[], $8::jsonb "
+        "             FROM active WHERE $4::text = ANY (active.names) "
+        f"          ON CONFLICT (id) DO NOTHING RETURNING {ITEM_COLUMNS}) "
+        "SELECT $4::text = ANY (a.names) AS category_active, a.names AS active_categories, s.* "
+        "  FROM active a LEFT JOIN stored s ON true",
         values["id"], values["title"], values["description"], values["category"], values["priority"],
         values["status"], values["tags"], values["metadata"],
     )
+    assert row is not None  # the CTE `active` always yields one row
+    if not row["category_active"]:
+        return None, list(row["active_categories"])
+    return (row if row["id"] is not None else None), None
 
 
 async def update_item(conn: asyncpg.Connection, item_id: str, changes: dict[str, Any]) -> asyncpg.Record | None:

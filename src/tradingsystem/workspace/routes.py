@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from tradingsystem.core.http import FastJSON
+from tradingsystem.core.http import FastJSON, LeanRoute
 from tradingsystem.core.openapi import json_body, read_json, responses
 from tradingsystem.workspace.models import (
     CategoryAnswer,
@@ -25,7 +25,7 @@ from tradingsystem.workspace.models import (
 from tradingsystem.workspace.repository import ItemFilter
 from tradingsystem.workspace.service import WorkspaceService
 
-router = APIRouter()
+router = APIRouter(route_class=LeanRoute)
 
 
 def _svc(request: Request) -> WorkspaceService:

@@ -77,6 +77,10 @@ def given_category(raw: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() and len(value.strip()) <= 50 else None
 
 
+def _category_problem(active: list[str]) -> str:
+    return f"category must be one of: {', '.join(active)}"
+
+
 class WorkspaceService:
     """Items and categories on PostgreSQL, with the Workspace's metrics kept current."""
 
@@ -106,7 +110,7 @@ class WorkspaceService:
         if category is None:
             return []
         active = await repo.active_category_names(conn)
-        return [] if category in active else [f"category must be one of: {', '.join(active)}"]
+        return [] if category in active else [_category_problem(active)]
 
     # Items
 
@@ -123,19 +127,19 @@ class WorkspaceService:
     async def create_item(self, raw: Any) -> dict[str, Any]:
         """Create from a parsed JSON body; every problem, the category's among them, in one 400."""
         data, problems = check_body(ItemCreate, raw)
+        if problems or data is None:
+            async def all_problems(conn: asyncpg.Connection) -> list[str]:
+                return problems + await self._category_problems(conn, given_category(raw))
 
-        async def create(conn: asyncpg.Connection) -> asyncpg.Record:
-            all_problems = problems + await self._category_problems(conn, given_category(raw))
-            if all_problems or data is None:
-                raise ValidationFailed(all_problems)
-            values = data.model_dump()
-            values["id"] = values["id"] or str(uuid.uuid4())
-            row = await repo.insert_item(conn, values)
-            if row is None:
-                raise Conflict("Item with this ID already exists")
-            return row
-
-        row = await self._run("create_item", create, transaction=True)
+            raise ValidationFailed(await self._run("create_item", all_problems))
+        values = data.model_dump()
+        values["id"] = values["id"] or str(uuid.uuid4())
+        # The category check and the insert are one statement: a valid create costs one round trip.
+        row, active = await self._run("create_item", lambda c: repo.insert_item_in_active_category(c, values))
+        if active is not None:
+            raise ValidationFailed([_category_problem(active)])
+        if row is None:
+            raise Conflict("Item with this ID already exists")
         self.metrics.created.inc()
         self.metrics.items_total.inc()
         return item_json(row)
