@@ -30,14 +30,13 @@ GROUP_INFLIGHT = 2
 SOURCES = ("user", "bot", "backfill", "import", "replay")
 
 
-def _plain(value: Any) -> Any:
-    """Decimals as exact strings for storage in jsonb (numbers there would be floats)."""
+def _stored(value: Any) -> Any:
+    """Decimals as exact strings for storage in jsonb (numbers there would be floats). A parse's values are
+    scalars or lists of prices (`parser.to_json_dict`), so one level is all there is to convert."""
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, Decimal) else v for v in value]
     return value
 
 
@@ -47,7 +46,7 @@ def parse_text(text: str) -> dict[str, Any]:
     parsed = to_json_dict(result)
     if isinstance(result, Update):
         parsed["price"] = result.price
-    return _plain(parsed)  # type: ignore[no-any-return]
+    return {key: _stored(value) for key, value in parsed.items()}
 
 
 def parse_for_storage(message: IngestMessage) -> dict[str, Any]:
