@@ -72,15 +72,16 @@ def batch_template(size: int) -> str:
     return '{"messages": [' + ", ".join(message_template("{seq}" + f"{i:04d}") for i in range(size)) + "]}"
 
 
-def seed_history(pg: EmbeddedPostgres, token: str, texts: list[str]) -> dict[str, Any]:
+def seed_history(pg: EmbeddedPostgres, token: str, texts: list[str], **env_extra: str) -> dict[str, Any]:
     """Give the database a history and fresh statistics before the measured server starts, as in production.
 
     The ingest functions are PL/pgSQL: each connection plans their statements once and keeps the plans. A
     server whose first messages meet empty tables keeps plans made for empty tables (see README), which is
-    a fresh deployment's state, not the steady state these figures describe.
+    a fresh deployment's state, not the steady state these figures describe. `env_extra` goes to the server's
+    environment (`PYTHONPATH` for another source tree: its migrations are the ones the database must get).
     """
     port = free_port()
-    env = service_env(pg, API_PORT=str(port), GATEWAY_SECRET_TOKEN=token)
+    env = service_env(pg, API_PORT=str(port), GATEWAY_SECRET_TOKEN=token, **env_extra)
     with Service("api", env, port):
         figures = run_load({"port": port, "mode": "closed", "concurrency": 1, "warmup_s": 0, "duration_s": 60,
                             "max_requests": HISTORY_BATCHES, "method": "POST", "path": "/ingest/batch",

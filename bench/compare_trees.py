@@ -96,8 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         token = secrets.token_hex(24)
         texts = [json.dumps(t, ensure_ascii=False) for t in bench_ingest.case_texts() if t.strip()]
         if any(n in INGEST for n in wanted):
-            for pg in pgs.values():
-                bench_ingest.seed_history(pg, token, texts)
+            for label, pg in pgs.items():
+                # Stored by the tree's own server, so that the database gets that tree's migrations.
+                bench_ingest.seed_history(pg, token, texts, PYTHONPATH=str(trees[label] / "src"))
         ids: dict[str, list[str]] = {}
         for rnd in range(args.rounds):
             # Alternate which tree goes first, so neither always meets the warmer machine.
