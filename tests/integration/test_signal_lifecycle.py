@@ -209,6 +209,30 @@ def test_batch_delivery_and_reparse_give_the_same_links(lifecycle_api: httpx.Cli
     assert report_command(None, "yesterday", None, None, dsn=database_url) == 2
 
 
+def test_updates_no_trade_matches_fully_go_to_the_best_partial_match(lifecycle_api: httpx.Client) -> None:
+    # The linker stops at the newest trade that matches an update as well as the update allows; when none does,
+    # the best partial match wins. Each update below has no full match, so only that second step can link it.
+    api = lifecycle_api
+    channel = "-1001000000020"
+
+    def msg(message_id: int, hour: int, text: str) -> dict[str, Any]:
+        return {"channelId": channel, "messageId": message_id, "timestamp": f"2025-11-10T{hour:02d}:00:00Z",
+                "text": text}
+
+    replay(api, [
+        msg(1, 10, "Ativo: ITUB4\nCompra: 30,00\nAlvo 1: 31,00\nAlvo 2: 33,00\nStop: 29,00"),
+        msg(2, 11, "Ativo: ITUB4\nCompra: 31,50\nAlvo 1: 32,00\nAlvo 2: 34,00\nStop: 30,00"),
+        # Within 1 % of target 2 of the older trade (33,00) and of no level of the newer one, equal to none.
+        msg(3, 12, "Atenção: ITUB4 atingiu o alvo 2 (33,10) ✅"),
+        msg(4, 13, "Ativo: BBDC4\nCompra: 15,00\nAlvo 1: 16,00\nAlvo 2: 17,00\nStop: 14,00"),
+        msg(5, 14, "BBDC4 ALVO 1 ATINGIDO ✅"),
+        # Target 1 again: no open BBDC4 trade still has target 1 ahead, so the trade that reached it takes it.
+        msg(6, 15, "BBDC4 ALVO 1 ATINGIDO ✅"),
+    ])
+    links, _ = snapshot(api, channel)
+    assert links == {3: 1, 5: 4, 6: 4}
+
+
 def test_older_messages_after_newer_ones_give_the_in_order_links(lifecycle_api: httpx.Client) -> None:
     # A gateway's failure queue re-driven after newer messages went straight through: the older half arrives
     # last, one by one or in a batch, or the whole history newest first. The links and states are the same.
