@@ -34,6 +34,21 @@ async def with_header(x_token: Annotated[str | None, Header()] = None) -> FastJS
     return FastJSON({"token": x_token})
 
 
+@router.get("/header-required")
+async def with_required_header(x_token: Annotated[str, Header()]) -> FastJSON:
+    return FastJSON({"token": x_token})
+
+
+@router.get("/header-int")
+async def with_int_header(x_count: Annotated[int | None, Header()] = None) -> FastJSON:
+    return FastJSON({"count": x_count})
+
+
+@router.get("/header-constrained")
+async def with_constrained_header(x_token: Annotated[str | None, Header(max_length=3)] = None) -> FastJSON:
+    return FastJSON({"token": x_token})
+
+
 @router.get("/typed/{n}")
 async def typed_path(n: int) -> FastJSON:
     return FastJSON({"n": n})
@@ -62,9 +77,10 @@ def is_lean(path: str) -> bool:
     return route(path).get_route_handler().__qualname__.startswith("LeanRoute.")
 
 
-def request_for(path: str, path_params: dict[str, str]) -> Request:
+def request_for(path: str, path_params: dict[str, str], headers: list[tuple[bytes, bytes]] | None = None
+                ) -> Request:
     scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
-             "headers": [], "path_params": path_params, "root_path": "", "scheme": "http",
+             "headers": headers or [], "path_params": path_params, "root_path": "", "scheme": "http",
              "server": ("127.0.0.1", 80)}
     return Request(scope)
 
@@ -72,7 +88,9 @@ def request_for(path: str, path_params: dict[str, str]) -> Request:
 def test_only_endpoints_with_nothing_to_resolve_are_called_directly() -> None:
     assert is_lean("/items/{item_id}/notes/{note}")
     assert is_lean("/no-request/{name}")
-    for path in ("/query", "/header", "/typed/{n}", "/model", "/depends"):
+    assert is_lean("/header")
+    for path in ("/query", "/header-required", "/header-int", "/header-constrained", "/typed/{n}", "/model",
+                 "/depends"):
         assert not is_lean(path), path
 
 
@@ -83,3 +101,11 @@ def test_a_direct_call_gets_the_request_and_the_path_parameters() -> None:
 
     handler = route("/no-request/{name}").get_route_handler()
     assert asyncio.run(handler(request_for("/no-request/x", {"name": "x"}))).body == b"x"
+
+
+def test_a_direct_call_gets_an_optional_header_by_its_hyphenated_name_or_none() -> None:
+    handler = route("/header").get_route_handler()
+    given = request_for("/header", {}, [(b"x-token", b"abc"), (b"x-token", b"second")])
+    assert asyncio.run(handler(given)).body == b'{"token":"abc"}'  # the first of repeated headers, as FastAPI
+    assert asyncio.run(handler(request_for("/header", {}, [(b"x_token", b"abc")]))).body == b'{"token":null}'
+    assert asyncio.run(handler(request_for("/header", {}))).body == b'{"token":null}'

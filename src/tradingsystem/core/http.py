@@ -65,12 +65,13 @@ class FastJSON(JSONResponse):
 
 
 class LeanRoute(APIRoute):
-    """An APIRoute that calls its endpoint directly when the endpoint takes nothing but the request and
-    string path parameters, and is declared to return a Response itself.
+    """An APIRoute that calls its endpoint directly when the endpoint takes nothing but the request, string
+    path parameters and optional string headers, and is declared to return a Response itself.
 
-    For such an endpoint FastAPI's per-request dependency resolution finds nothing to resolve, yet it was a
-    sixth of a Workspace GET's CPU (bench/README.md, "Where the CPU goes"). Matching, the exception handlers
-    and the OpenAPI document stay FastAPI's; any other endpoint (query, header or body parameters, typed path
+    For such an endpoint FastAPI's per-request dependency resolution has nothing to check (a path parameter is
+    always a string, an absent optional header is None), yet it was a sixth of a Workspace GET's CPU and a
+    quarter of a single ingest's (bench/README.md, "Where the CPU goes"). Matching, the exception handlers and
+    the OpenAPI document stay FastAPI's; any other endpoint (query or body parameters, typed or constrained
     parameters, dependencies) goes through FastAPI's handler unchanged.
     """
 
@@ -79,21 +80,29 @@ class LeanRoute(APIRoute):
         endpoint = dependant.call
         plain = (
             endpoint is not None and inspect.iscoroutinefunction(endpoint)
-            and not (dependant.query_params or dependant.header_params or dependant.cookie_params
-                     or dependant.body_params or dependant.dependencies or self.dependencies)
+            and not (dependant.query_params or dependant.cookie_params or dependant.body_params
+                     or dependant.dependencies or self.dependencies)
             and dependant.response_param_name is None and dependant.background_tasks_param_name is None
             and dependant.security_scopes_param_name is None and dependant.http_connection_param_name is None
-            and all(f.field_info.annotation is str for f in dependant.path_params)
+            and all(f.field_info.annotation is str and not f.field_info.metadata for f in dependant.path_params)
+            and all(f.field_info.annotation == (str | None) and f.field_info.default is None
+                    and not f.field_info.metadata for f in dependant.header_params)
             and _returns_response(endpoint)
         )
         if not plain or endpoint is None:
             return super().get_route_handler()
         request_name = dependant.request_param_name
-        names = [f.alias for f in dependant.path_params]
+        paths = [(f.name, f.alias) for f in dependant.path_params]
+        # FastAPI has already turned a header parameter's underscores into the hyphens of its alias.
+        headers = [(f.name, f.alias) for f in dependant.header_params]
         call = endpoint
 
         async def handler(request: Request) -> Response:
-            kwargs: dict[str, Any] = {name: request.path_params[name] for name in names}
+            kwargs: dict[str, Any] = {name: request.path_params[alias] for name, alias in paths}
+            if headers:
+                received = request.headers
+                for name, alias in headers:
+                    kwargs[name] = received.get(alias)
             if request_name is not None:
                 kwargs[request_name] = request
             answer: Response = await call(**kwargs)
