@@ -85,9 +85,12 @@ BEGIN
         SELECT min(s.message_date) INTO v_first FROM tp_capital.signals s
          WHERE s.channel_id = g.channel_id AND s.asset = g.asset AND NOT s.deleted;
         v_from := coalesce(g.from_date, '-infinity');
-        UPDATE tp_capital.signal_events x SET signal_id = NULL, updated_at = now()
-         WHERE x.channel_id = g.channel_id AND x.asset = g.asset AND x.signal_id IS NOT NULL
-           AND x.message_date >= v_from AND x.message_date < coalesce(v_first, 'infinity');
+        -- Skipped when that range is empty, as it is for messages newer than the group's first signal.
+        IF v_from < coalesce(v_first, 'infinity') THEN
+            UPDATE tp_capital.signal_events x SET signal_id = NULL, updated_at = now()
+             WHERE x.channel_id = g.channel_id AND x.asset = g.asset AND x.signal_id IS NOT NULL
+               AND x.message_date >= v_from AND x.message_date < coalesce(v_first, 'infinity');
+        END IF;
         FOR e IN SELECT x.id, x.message_id, x.message_date, x.event, x.target, x.price, x.reply_to_message_id,
                         x.signal_id
                    FROM tp_capital.signal_events x
