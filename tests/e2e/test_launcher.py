@@ -224,7 +224,8 @@ def test_logs_print_and_follow_the_captured_output(stack: Stack) -> None:
         line.split(" | ")[0].strip() for line in every.stdout.splitlines()}
 
     follower = subprocess.Popen([sys.executable, "-m", "tradingsystem.cli", "logs", "supervisord", "-f", "-n", "1"],
-                                cwd=stack.root, env=stack.env, stdout=subprocess.PIPE, text=True)
+                                cwd=stack.root, env=stack.env, stdout=subprocess.PIPE, text=True,
+                                preexec_fn=_interruptible)
     try:
         assert follower.stdout is not None
         # The first line (the last one already logged) shows the follower is reading.
@@ -236,11 +237,20 @@ def test_logs_print_and_follow_the_captured_output(stack: Stack) -> None:
         while time.monotonic() < deadline and "stopped: gateway" not in seen:
             seen += follower.stdout.readline()
         assert "stopped: gateway" in seen
+        follower.send_signal(signal.SIGINT)  # Ctrl-C ends a follow quietly
+        assert follower.wait(10) == 0
     finally:
-        follower.send_signal(signal.SIGINT)
-        follower.wait(10)
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
         if follower.stdout is not None:
             follower.stdout.close()
+
+
+def _interruptible() -> None:
+    # A shell without job control starts background commands with SIGINT ignored, and a child inherits that
+    # (Python then installs no KeyboardInterrupt handler); this test stands for Ctrl-C at a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_containers_mode_without_docker_is_a_clear_error(stack: Stack, tmp_path: Path) -> None:

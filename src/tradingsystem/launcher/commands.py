@@ -146,11 +146,22 @@ def _check_alive(sup: Supervisor, program: Program) -> ProcessInfo:
     return info
 
 
+def _wait_running(sup: Supervisor, program: Program, deadline: float) -> None:
+    """Ready is not yet RUNNING for supervisord: it says so once the process has lasted `startsecs`. Waiting for
+    that too means that `status` right after `up` finds every program RUNNING."""
+    while _check_alive(sup, program).state != "RUNNING":
+        if time.monotonic() > deadline:
+            raise UpFailed(program.name, "answering, but supervisord still reports it starting",
+                           sup.paths.log_file(program.name))
+        time.sleep(POLL_S)
+
+
 def wait_postgres(sup: Supervisor, program: Program, pg: EmbeddedPostgres, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         _check_alive(sup, program)
         if _pg_ready(pg):
+            _wait_running(sup, program, deadline)
             return
         if time.monotonic() > deadline:
             raise UpFailed(program.name, f"not accepting connections on 127.0.0.1:{program.port} within "
@@ -205,6 +216,8 @@ def wait_service(sup: Supervisor | None, program: Program, timeout_s: float) -> 
                 _check_alive(sup, program)
             ready, last = service_ready(client, program)
             if ready:
+                if sup is not None:
+                    _wait_running(sup, program, deadline)
                 return last
             if time.monotonic() > deadline:
                 log_file = sup.paths.log_file(program.name) if sup is not None else None
