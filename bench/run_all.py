@@ -20,6 +20,7 @@ BENCHMARKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("bench.bench_workspace", ("--runs", "1", "--duration", "1", "--warmup", "0.5")),
     ("bench.bench_ingest", ("--runs", "1", "--duration", "1", "--warmup", "0.5")),
     ("bench.profile_batch_sql", ("--batches", "1", "--rounds", "1")),
+    ("bench.bench_tail", ("--runs", "1", "--duration", "1", "--warmup", "0.5")),
     ("bench.bench_gateway", ("--runs", "1", "--duration", "1", "--warmup", "10", "--rate", "50",
                              "--low-rate", "20", "--import-messages", "1000", "--journal-seconds", "0.2",
                              "--profile-import-messages", "1000", "--no-profile", "--max-wait", "0")),

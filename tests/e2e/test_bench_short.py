@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RECORDED = ROOT / "bench" / "results"
 EXPECTED = {"parser.json", "ceiling.json", "workspace.json", "ingest.json", "gateway.json", "gateway_memory.json",
-            "up.json", "batch_sql.json", "SUMMARY.md"}
+            "up.json", "batch_sql.json", "tail.json", "SUMMARY.md"}
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -37,6 +37,8 @@ def test_the_short_mode_runs_every_benchmark_into_scratch_and_leaves_the_results
     assert json.loads((out / "up.json").read_text())["runs"] == 1
     [batch_sql] = json.loads((out / "batch_sql.json").read_text())["runs"]["current"]
     assert batch_sql["functions_ms_per_batch"]["ingest_batch"]["calls_per_batch"] == 1
+    tail = json.loads((out / "tail.json").read_text())["figures"]
+    assert len(tail["floor_insert"]["runs"]) == 1 and tail["ingest"]["median_p99_ms"] > 0
     assert "Workspace API" in (out / "SUMMARY.md").read_text()
 
 
